@@ -1,0 +1,305 @@
+//! Lead rows from CSV files and JSON, checked row by row (API.md section 5).
+
+use crate::phone::{self, E164};
+use crate::settings::is_valid_timezone;
+use crate::Invalid;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+
+pub const MAX_VARIABLES: usize = 50;
+pub const MAX_CELL_CHARS: usize = 4096;
+pub const MAX_ROWS: usize = 1_000_000;
+const LISTED_ROWS_PER_GROUP: usize = 100;
+
+/// One lead as read, before checks. `position` is the 1-based data row (blank rows counted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawLead {
+    pub position: usize,
+    pub phone_number: Option<String>,
+    pub variables: Map<String, Value>,
+    pub timezone: Option<String>,
+}
+
+/// A lead that passed every row check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadCandidate {
+    pub position: usize,
+    pub phone: E164,
+    pub variables: Map<String, Value>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowReason {
+    InvalidPhoneNumber,
+    MissingPhoneNumber,
+    UnsupportedDestinationCountry,
+    InvalidTimezone,
+    TooManyColumns,
+    ValueTooLong,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowRef {
+    pub position: usize,
+    pub phone_number: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowGroup {
+    pub reason: RowReason,
+    pub count: usize,
+    pub rows: Vec<RowRef>,
+}
+
+/// Rejected rows grouped by reason, at most 100 rows listed per group.
+#[derive(Debug, Default)]
+pub struct Rejections {
+    groups: BTreeMap<RowReason, RowGroup>,
+}
+
+impl Rejections {
+    pub fn add(&mut self, reason: RowReason, position: usize, phone_number: Option<String>) {
+        let group = self.groups.entry(reason).or_insert(RowGroup { reason, count: 0, rows: Vec::new() });
+        group.count += 1;
+        if group.rows.len() < LISTED_ROWS_PER_GROUP {
+            group.rows.push(RowRef { position, phone_number });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    pub fn into_groups(self) -> Vec<RowGroup> {
+        self.groups.into_values().collect()
+    }
+}
+
+fn header_key(header: &str) -> String {
+    header.trim().to_lowercase().replace([' ', '-'], "_")
+}
+
+fn detect_delimiter(header_line: &str) -> u8 {
+    [b',', b';', b'\t'].into_iter().max_by_key(|d| header_line.bytes().filter(|b| b == d).count()).unwrap_or(b',')
+}
+
+enum Column {
+    Phone,
+    Timezone,
+    Variable(String),
+    Ignored,
+}
+
+fn invalid_header(message: impl Into<String>) -> Invalid {
+    Invalid::new("invalid_header", message)
+}
+
+/// Reads a CSV file (UTF-8, optional BOM, `,` `;` or tab detected from the header line).
+pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| Invalid::new("invalid_file", "the file is not UTF-8 text (CSV) or XLSX"))?;
+    let header_line = text.lines().next().unwrap_or("");
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(detect_delimiter(header_line))
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| Invalid::new("invalid_file", format!("the CSV header could not be read: {e}")))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let mut records = Vec::new();
+    // The csv reader skips empty lines, but positions count them.
+    let mut position = 0usize;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(Invalid::new("invalid_file", format!("the CSV could not be read: {e}"))),
+        }
+        let start = record.position().map(|p| p.byte() as usize).unwrap_or(0);
+        let end = (reader.position().byte() as usize).min(text.len());
+        let skipped_blank_lines = text.get(start..end).unwrap_or("").bytes().take_while(|b| matches!(b, b'\n' | b'\r')).filter(|b| *b == b'\n').count();
+        position += 1 + skipped_blank_lines;
+        if records.len() >= MAX_ROWS {
+            return Err(Invalid::new("too_many_rows", format!("a file holds at most {MAX_ROWS} rows")));
+        }
+        records.push((position, record.iter().map(String::from).collect::<Vec<_>>()));
+    }
+    rows_from_table(&headers, records)
+}
+
+/// Turns a header plus `(position, cells)` rows into leads, applying the column rules.
+pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -> Result<Vec<RawLead>, Invalid> {
+    let mut columns = Vec::with_capacity(headers.len());
+    let mut seen = HashSet::new();
+    for (i, header) in headers.iter().enumerate() {
+        let key = header_key(header);
+        if key.is_empty() {
+            let has_values = records.iter().any(|(_, cells)| cells.get(i).is_some_and(|c| !c.trim().is_empty()));
+            if has_values {
+                return Err(invalid_header(format!("column {} has values but no header", i + 1)));
+            }
+            columns.push(Column::Ignored);
+            continue;
+        }
+        let column = match key.as_str() {
+            "phone_number" | "phone" => Column::Phone,
+            "timezone" => Column::Timezone,
+            _ => Column::Variable(header.trim().to_string()),
+        };
+        let identity = match &column {
+            Column::Phone => "phone_number".to_string(),
+            Column::Timezone => "timezone".to_string(),
+            _ => header.trim().to_string(),
+        };
+        if !seen.insert(identity.clone()) {
+            return Err(invalid_header(format!("the header {identity} is used twice")));
+        }
+        columns.push(column);
+    }
+    if !columns.iter().any(|c| matches!(c, Column::Phone)) {
+        return Err(invalid_header("the file has no phone_number column (accepted: phone_number, Phone Number, phone)"));
+    }
+    let mut leads = Vec::with_capacity(records.len());
+    for (position, cells) in records {
+        if cells.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let mut lead = RawLead { position, phone_number: None, variables: Map::new(), timezone: None };
+        for (column, cell) in columns.iter().zip(cells) {
+            let value = cell.trim();
+            match column {
+                Column::Phone if !value.is_empty() => lead.phone_number = Some(value.to_string()),
+                Column::Timezone if !value.is_empty() => lead.timezone = Some(value.to_string()),
+                Column::Variable(name) => {
+                    lead.variables.insert(name.clone(), Value::String(value.to_string()));
+                }
+                _ => {}
+            }
+        }
+        leads.push(lead);
+    }
+    Ok(leads)
+}
+
+/// Reads one JSON lead (`phone_number`, `metadata` or `variables`, `timezone`).
+pub fn from_json(position: usize, value: &Value) -> Result<RawLead, Invalid> {
+    let bad = |m: String| Invalid::new("validation_failed", m);
+    let obj = value.as_object().ok_or_else(|| bad(format!("lead {position} must be an object")))?;
+    if let Some(key) = obj.keys().find(|k| !["phone_number", "metadata", "variables", "timezone"].contains(&k.as_str())) {
+        return Err(bad(format!("lead {position}: unknown field {key}")));
+    }
+    let phone_number = match obj.get("phone_number") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err(bad(format!("lead {position}: phone_number must be a string"))),
+    };
+    if obj.contains_key("metadata") && obj.contains_key("variables") {
+        return Err(bad(format!("lead {position}: send metadata or variables, not both")));
+    }
+    let mut variables = Map::new();
+    match obj.get("metadata").or_else(|| obj.get("variables")) {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    Value::Number(_) | Value::Bool(_) => v.to_string(),
+                    _ => return Err(bad(format!("lead {position}: metadata.{k} must be a string, number or boolean"))),
+                };
+                variables.insert(k.trim().to_string(), Value::String(text));
+            }
+        }
+        Some(_) => return Err(bad(format!("lead {position}: metadata must be an object"))),
+    }
+    let timezone = match obj.get("timezone") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Some(_) => return Err(bad(format!("lead {position}: timezone must be a string"))),
+    };
+    Ok(RawLead { position, phone_number, variables, timezone })
+}
+
+/// Row checks: phone to E.164, destination country, time zone and size limits.
+pub fn check_row(
+    raw: RawLead,
+    default_country: Option<&str>,
+    allowed_countries: Option<&HashSet<String>>,
+) -> Result<LeadCandidate, (RowReason, usize, Option<String>)> {
+    let fail = |reason, raw: &RawLead| Err((reason, raw.position, raw.phone_number.clone()));
+    if raw.variables.len() > MAX_VARIABLES {
+        return fail(RowReason::TooManyColumns, &raw);
+    }
+    let too_long = |s: &str| s.chars().count() > MAX_CELL_CHARS;
+    if raw.variables.values().any(|v| v.as_str().is_some_and(too_long)) || raw.phone_number.as_deref().is_some_and(too_long) {
+        return fail(RowReason::ValueTooLong, &raw);
+    }
+    let Some(text) = raw.phone_number.as_deref() else {
+        return fail(RowReason::MissingPhoneNumber, &raw);
+    };
+    let Some(phone) = phone::normalize(text, default_country) else {
+        return fail(RowReason::InvalidPhoneNumber, &raw);
+    };
+    if let Some(allowed) = allowed_countries {
+        if !phone.country.as_ref().is_some_and(|c| allowed.contains(c)) {
+            return fail(RowReason::UnsupportedDestinationCountry, &raw);
+        }
+    }
+    if raw.timezone.as_deref().is_some_and(|tz| !is_valid_timezone(tz)) {
+        return fail(RowReason::InvalidTimezone, &raw);
+    }
+    Ok(LeadCandidate { position: raw.position, phone, variables: raw.variables, timezone: raw.timezone })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bom_semicolons_and_counts_blank_rows() {
+        let file = "\u{feff}Phone;Name;Score\n'+1 (201) 555-0111;Noel;72\n+1 201.555.0112;Olive;55\n\n12015550113;Pat;91\n1.20156E+10;Rae;40\n";
+        let rows = read_csv(file.as_bytes()).unwrap();
+        let positions: Vec<usize> = rows.iter().map(|r| r.position).collect();
+        assert_eq!(positions, [1, 2, 4, 5]);
+        assert_eq!(rows[0].variables.get("Name").unwrap(), "Noel");
+        assert_eq!(rows[3].phone_number.as_deref(), Some("1.20156E+10"));
+    }
+
+    #[test]
+    fn header_rules() {
+        assert_eq!(read_csv(b"name,city\nA,B\n").unwrap_err().code, "invalid_header");
+        assert_eq!(read_csv(b"phone,name,name\n1,A,B\n").unwrap_err().code, "invalid_header");
+        assert_eq!(read_csv(b"phone,,x\n1,A,B\n").unwrap_err().code, "invalid_header");
+        let rows = read_csv(b"PHONE-NUMBER,Time Zone,timezone,\n+12015550101,a,Asia/Kolkata,\n").unwrap();
+        assert_eq!(rows[0].timezone.as_deref(), Some("Asia/Kolkata"));
+        assert_eq!(rows[0].variables.keys().collect::<Vec<_>>(), ["Time Zone"]);
+    }
+
+    #[test]
+    fn row_checks_name_the_reason() {
+        let raw = |phone: Option<&str>, tz: Option<&str>| RawLead {
+            position: 1,
+            phone_number: phone.map(String::from),
+            variables: Map::new(),
+            timezone: tz.map(String::from),
+        };
+        assert_eq!(check_row(raw(None, None), None, None).unwrap_err().0, RowReason::MissingPhoneNumber);
+        assert_eq!(check_row(raw(Some("+999123456789"), None), None, None).unwrap_err().0, RowReason::InvalidPhoneNumber);
+        assert_eq!(check_row(raw(Some("+12015550122"), Some("Mars/Olympus_Mons")), None, None).unwrap_err().0, RowReason::InvalidTimezone);
+        let only_in: HashSet<String> = ["IN".to_string()].into();
+        assert_eq!(
+            check_row(raw(Some("+12015550122"), None), None, Some(&only_in)).unwrap_err().0,
+            RowReason::UnsupportedDestinationCountry
+        );
+        assert_eq!(check_row(raw(Some("9876543210"), None), Some("IN"), Some(&only_in)).unwrap().phone.number, "+919876543210");
+    }
+}
