@@ -1,1 +1,311 @@
+//! SQLite backend: WAL, one writer connection (so transactions never fight), a pool of readers.
 
+mod engine;
+mod leads;
+mod rows;
+mod workflows;
+
+use rows::Db;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqliteConnection, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use switchboard_store::{StoreError, StoreResult};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`) and applies migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("bad SQLite URL {url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL survives process crashes (kill -9); FULL would also survive power loss.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.db()?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrations failed: {e}")))?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.db()?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn read(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        self.reader.acquire().await.db()
+    }
+}
+
+/// Runs `UPDATE workflows` bookkeeping shared by every graph or status change.
+async fn bump_revision(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE workflows SET revision = revision + 1, updated_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(workflow_id)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// Marks an active workflow `completed` when `auto_complete` is on and every one of its leads is final.
+async fn maybe_complete(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE workflows SET status = 'completed', revision = revision + 1, updated_at = ?1
+         WHERE id = ?2 AND status = 'active' AND json_extract(settings, '$.auto_complete') = 1
+           AND EXISTS (SELECT 1 FROM leads WHERE workflow_id = ?2)
+           AND NOT EXISTS (SELECT 1 FROM leads WHERE workflow_id = ?2 AND status IN ('pending', 'in_progress'))",
+    )
+    .bind(now)
+    .bind(workflow_id)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Closes the open history entry of each listed lead as `skipped`.
+async fn skip_open_entries(conn: &mut SqliteConnection, lead_ids: &[String], reason: &str, now: i64) -> StoreResult<()> {
+    let detail = rows::json_text(&serde_json::json!({"reason": reason}));
+    for id in lead_ids {
+        sqlx::query(
+            "UPDATE lead_history SET status = 'skipped', exited_at = ?, detail = COALESCE(detail, ?)
+             WHERE lead_id = ? AND exited_at IS NULL",
+        )
+        .bind(now)
+        .bind(&detail)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .db()?;
+    }
+    Ok(())
+}
+
+/// Ends leads now (`removed` with `reason`) unless a step is in flight; those get `removal` set and end
+/// when the step finishes. Every touched lead's `seq` moves, fencing out stale engine work.
+async fn remove_leads_where(conn: &mut SqliteConnection, condition: &str, bind: &str, reason: &str, now: i64) -> StoreResult<u64> {
+    let ended: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "UPDATE leads SET status = 'removed', state = NULL, due_at = NULL, queued_at = NULL, exit_reason = ?1,
+             finished_at = ?2, updated_at = ?2, seq = seq + 1, lease_owner = NULL, lease_until = NULL
+         WHERE {condition} AND status IN ('pending', 'in_progress') AND COALESCE(state, '') NOT IN ('calling', 'running')
+         RETURNING id"
+    )))
+    .bind(reason)
+    .bind(now)
+    .bind(bind)
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    skip_open_entries(conn, &ended, reason, now).await?;
+    let deferred = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE leads SET removal = ?1, seq = seq + 1, updated_at = ?2
+         WHERE {condition} AND status = 'in_progress' AND state IN ('calling', 'running')"
+    )))
+    .bind(reason)
+    .bind(now)
+    .bind(bind)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    Ok(ended.len() as u64 + deferred.rows_affected())
+}
+
+fn not_found(what: &'static str) -> StoreError {
+    StoreError::NotFound(what)
+}
+
+use std::collections::HashMap;
+use switchboard_domain::leadfile::LeadCandidate;
+use switchboard_store::engine::{CommitResult, LeadChange, LeadRow, WorkflowSnapshot};
+use switchboard_store::records::*;
+use switchboard_store::*;
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.db().map(|_| ())
+    }
+
+    async fn organization_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations").fetch_one(&self.reader).await.db()?;
+        Ok(n as u64)
+    }
+
+    async fn ensure_organization(&self, name: &str) -> StoreResult<Organization> {
+        workflows::ensure_organization(self, name).await
+    }
+
+    async fn create_api_key(&self, org: &str, name: Option<&str>, key_id: &str, hash: &str) -> StoreResult<ApiKeyRecord> {
+        workflows::create_api_key(self, org, name, key_id, hash).await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        workflows::list_api_keys(self).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
+        workflows::revoke_api_key(self, key_id).await
+    }
+
+    async fn api_key_auth(&self, key_id: &str) -> StoreResult<Option<KeyAuth>> {
+        workflows::api_key_auth(self, key_id).await
+    }
+
+    async fn create_agent(&self, org: &str, agent: NewAgent) -> StoreResult<Agent> {
+        workflows::create_agent(self, org, agent).await
+    }
+
+    async fn list_agents(&self, org: &str, page: PageRequest) -> StoreResult<Page<Agent>> {
+        workflows::list_agents(self, org, page).await
+    }
+
+    async fn get_agent(&self, org: &str, id: &str) -> StoreResult<Agent> {
+        workflows::get_agent(&self.reader, org, id).await
+    }
+
+    async fn create_phone_number(&self, org: &str, number: NewPhoneNumber) -> StoreResult<PhoneNumber> {
+        workflows::create_phone_number(self, org, number).await
+    }
+
+    async fn list_phone_numbers(&self, org: &str, status: Option<&str>, country: Option<&str>, page: PageRequest) -> StoreResult<Page<PhoneNumber>> {
+        workflows::list_phone_numbers(self, org, status, country, page).await
+    }
+
+    async fn get_phone_number(&self, org: &str, id: &str) -> StoreResult<PhoneNumber> {
+        workflows::get_phone_number(&self.reader, org, id).await
+    }
+
+    async fn create_workflow(&self, org: &str, workflow: NewWorkflow) -> StoreResult<Workflow> {
+        workflows::create_workflow(self, org, workflow).await
+    }
+
+    async fn list_workflows(&self, org: &str, filter: &WorkflowFilter, page: PageRequest) -> StoreResult<Page<Workflow>> {
+        workflows::list_workflows(self, org, filter, page).await
+    }
+
+    async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Workflow> {
+        workflows::get_workflow(self, org, id).await
+    }
+
+    async fn update_workflow(&self, org: &str, id: &str, patch: WorkflowPatch) -> StoreResult<Workflow> {
+        workflows::update_workflow(self, org, id, patch).await
+    }
+
+    async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<()> {
+        workflows::delete_workflow(self, org, id).await
+    }
+
+    async fn duplicate_workflow(&self, org: &str, id: &str, title: Option<String>) -> StoreResult<Workflow> {
+        workflows::duplicate_workflow(self, org, id, title).await
+    }
+
+    async fn transition_workflow(&self, org: &str, id: &str, action: Lifecycle) -> StoreResult<Workflow> {
+        workflows::transition_workflow(self, org, id, action).await
+    }
+
+    async fn workflow_snapshot(&self, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
+        workflows::workflow_snapshot(self, org, id).await
+    }
+
+    async fn create_node(&self, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node> {
+        workflows::create_node(self, org, workflow_id, node).await
+    }
+
+    async fn list_nodes(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>> {
+        workflows::list_nodes(self, org, workflow_id).await
+    }
+
+    async fn get_node(&self, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
+        workflows::get_node(self, org, workflow_id, node_id).await
+    }
+
+    async fn update_node(&self, org: &str, workflow_id: &str, node_id: &str, patch: NodePatch) -> StoreResult<Node> {
+        workflows::update_node(self, org, workflow_id, node_id, patch).await
+    }
+
+    async fn delete_node(&self, org: &str, workflow_id: &str, node_id: &str, leads: NodeLeads) -> StoreResult<()> {
+        workflows::delete_node(self, org, workflow_id, node_id, leads).await
+    }
+
+    async fn create_edge(&self, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge> {
+        workflows::create_edge(self, org, workflow_id, edge).await
+    }
+
+    async fn list_edges(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>> {
+        workflows::list_edges(self, org, workflow_id).await
+    }
+
+    async fn delete_edge(&self, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()> {
+        workflows::delete_edge(self, org, workflow_id, edge_id).await
+    }
+
+    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome> {
+        leads::enrol_leads(self, org, workflow_id, leads).await
+    }
+
+    async fn list_leads(&self, org: &str, workflow_id: &str, filter: &LeadFilter, page: PageRequest) -> StoreResult<Page<Lead>> {
+        leads::list_leads(self, org, workflow_id, filter, page).await
+    }
+
+    async fn get_lead(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+        leads::get_lead(self, org, workflow_id, lead_id).await
+    }
+
+    async fn remove_lead(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()> {
+        leads::remove_lead(self, org, workflow_id, lead_id).await
+    }
+
+    async fn lead_history(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<(Lead, Vec<HistoryEntry>)> {
+        leads::lead_history(self, org, workflow_id, lead_id).await
+    }
+
+    async fn variable_keys(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<String>> {
+        leads::variable_keys(self, org, workflow_id).await
+    }
+
+    async fn allowed_destinations(&self, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>> {
+        leads::allowed_destinations(self, org, workflow_id).await
+    }
+
+    async fn list_calls(&self, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>> {
+        leads::list_calls(self, org, filter, page).await
+    }
+
+    async fn get_call(&self, org: &str, id: &str) -> StoreResult<Call> {
+        leads::get_call(self, org, id).await
+    }
+
+    async fn claim_due(&self, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>> {
+        engine::claim_due(self, owner, now, lease_until, limit).await
+    }
+
+    async fn load_lead_row(&self, lead_id: &str) -> StoreResult<Option<LeadRow>> {
+        engine::load_lead_row(self, lead_id).await
+    }
+
+    async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {
+        engine::engine_snapshot(self, workflow_id).await
+    }
+
+    async fn calls_in_flight(&self, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
+        engine::calls_in_flight(self, workflow_ids).await
+    }
+
+    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {
+        engine::commit_changes(self, owner, now, changes).await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<i64>> {
+        engine::next_due_at(self).await
+    }
+
+    async fn release_all_leases(&self) -> StoreResult<()> {
+        engine::release_all_leases(self, switchboard_domain::time::now_ms()).await
+    }
+}

@@ -1,0 +1,288 @@
+//! Claims and fenced batch commits for the engine.
+
+use crate::rows::{self, json_text, Db};
+use crate::workflows::{snapshot, wake_throttled};
+use crate::{maybe_complete, SqliteStore};
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use switchboard_domain::model::LeadStatus;
+use switchboard_store::engine::*;
+use switchboard_store::StoreResult;
+
+pub(crate) async fn claim_due(store: &SqliteStore, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>> {
+    let rows = sqlx::query(
+        "UPDATE leads SET lease_owner = ?1, lease_until = ?2
+         WHERE id IN (
+             SELECT l.id FROM leads l JOIN workflows w ON w.id = l.workflow_id
+             WHERE l.due_at <= ?3 AND l.status = 'in_progress' AND (l.lease_until IS NULL OR l.lease_until < ?3)
+               AND (w.status = 'active' OR l.state IN ('calling', 'running'))
+             ORDER BY l.due_at, l.rowid LIMIT ?4)
+         RETURNING *, rowid AS enrol_order",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(&store.writer)
+    .await
+    .db()?;
+    let mut leads = rows.iter().map(rows::lead_row).collect::<StoreResult<Vec<_>>>()?;
+    leads.sort_by_key(|l| (l.due_at, l.enrol_order));
+    Ok(leads)
+}
+
+pub(crate) async fn load_lead_row(store: &SqliteStore, lead_id: &str) -> StoreResult<Option<LeadRow>> {
+    let row = sqlx::query("SELECT *, rowid AS enrol_order FROM leads WHERE id = ?")
+        .bind(lead_id)
+        .fetch_optional(&store.writer)
+        .await
+        .db()?;
+    row.as_ref().map(rows::lead_row).transpose()
+}
+
+pub(crate) async fn engine_snapshot(store: &SqliteStore, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {
+    let mut conn = store.read().await?;
+    let org: Option<String> = sqlx::query_scalar("SELECT organization_id FROM workflows WHERE id = ?")
+        .bind(workflow_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+    match org {
+        Some(org) => Ok(Some(snapshot(&mut conn, &org, workflow_id).await?.0)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn calls_in_flight(store: &SqliteStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
+    let mut out = HashMap::new();
+    let mut conn = store.writer.acquire().await.db()?;
+    for id in workflow_ids {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE workflow_id = ? AND status = 'in_progress' AND state = 'calling'")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        out.insert(id.clone(), n as u32);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn commit_changes(store: &SqliteStore, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {
+    let mut tx = store.writer.begin().await.db()?;
+    let mut revisions = HashMap::new();
+    for change in &changes {
+        if !revisions.contains_key(&change.lead.workflow_id) {
+            let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+                .bind(&change.lead.workflow_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?;
+            revisions.insert(change.lead.workflow_id.clone(), revision);
+        }
+    }
+    let mut result = CommitResult::default();
+    let mut touched = HashSet::new();
+    let mut freed = HashSet::new();
+    let mut finished = HashSet::new();
+    for change in changes {
+        let lead = &change.lead;
+        if revisions.get(&lead.workflow_id).copied().flatten() != Some(change.workflow_revision) {
+            result.rejected.push(lead.id.clone());
+            continue;
+        }
+        let updated = sqlx::query(
+            "UPDATE leads SET status = ?, state = ?, current_node_id = ?, due_at = ?, queued_at = ?, exit_reason = ?,
+                 seq = seq + 1, step_seq = ?, attempt = ?, call_count = ?, instant_steps = ?, visit = ?, facts = ?,
+                 pending_outcome = ?, current_call_id = ?, removal = ?, lease_owner = ?, lease_until = ?,
+                 updated_at = ?, finished_at = ?
+             WHERE id = ? AND seq = ?",
+        )
+        .bind(lead.status.as_str())
+        .bind(lead.state.map(|s| s.as_str()))
+        .bind(&lead.current_node_id)
+        .bind(lead.due_at)
+        .bind(lead.queued_at)
+        .bind(&lead.exit_reason)
+        .bind(lead.step_seq)
+        .bind(lead.attempt as i64)
+        .bind(lead.call_count as i64)
+        .bind(lead.instant_steps as i64)
+        .bind(lead.visit as i64)
+        .bind(json_text(&lead.facts))
+        .bind(&lead.pending_outcome)
+        .bind(&lead.current_call_id)
+        .bind(&lead.removal)
+        .bind(change.lease_until.map(|_| owner))
+        .bind(change.lease_until)
+        .bind(now)
+        .bind(lead.finished_at)
+        .bind(&lead.id)
+        .bind(change.expected_seq)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if updated.rows_affected() == 0 {
+            result.rejected.push(lead.id.clone());
+            continue;
+        }
+        for entry in &change.history {
+            sqlx::query(
+                "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
+                     call_id, attempts, detail, entered_at, exited_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status, outcome = excluded.outcome,
+                     edge_id = excluded.edge_id, next_node_id = excluded.next_node_id, call_id = excluded.call_id,
+                     attempts = excluded.attempts, detail = excluded.detail, exited_at = excluded.exited_at",
+            )
+            .bind(&lead.id)
+            .bind(entry.idx as i64)
+            .bind(&entry.node_id)
+            .bind(&entry.node_label)
+            .bind(entry.node_type.as_str())
+            .bind(entry.status.as_str())
+            .bind(&entry.outcome)
+            .bind(&entry.edge_id)
+            .bind(&entry.next_node_id)
+            .bind(&entry.call_id)
+            .bind(entry.attempts.map(i64::from))
+            .bind(entry.detail.as_ref().map(json_text))
+            .bind(entry.entered_at)
+            .bind(entry.exited_at)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
+        for call in &change.calls {
+            write_call(&mut tx, call).await?;
+        }
+        touched.insert(lead.workflow_id.clone());
+        if change.freed_call_slot {
+            freed.insert(lead.workflow_id.clone());
+        }
+        if lead.status != LeadStatus::InProgress {
+            finished.insert(lead.workflow_id.clone());
+        }
+        result.applied.push(lead.id.clone());
+    }
+    for id in &result.rejected {
+        sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+    }
+    for workflow_id in &freed {
+        wake_throttled(&mut tx, workflow_id).await?;
+    }
+    for workflow_id in &touched {
+        sqlx::query("UPDATE workflows SET last_triggered_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(workflow_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+    }
+    for workflow_id in &finished {
+        maybe_complete(&mut tx, workflow_id, now).await?;
+    }
+    tx.commit().await.db()?;
+    Ok(result)
+}
+
+async fn write_call(conn: &mut sqlx::SqliteConnection, call: &CallWrite) -> StoreResult<()> {
+    match call {
+        CallWrite::Insert(c) => {
+            sqlx::query(
+                "INSERT INTO calls (id, organization_id, workflow_id, workflow_lead_id, node_id, agent_id, from_phone_number,
+                     to_phone_number, attempt, status, outcome, end_reason, duration_seconds, transcript, summary, analysis,
+                     recording_url, provider, provider_call_id, idempotency_key, created_at, answered_at, ended_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&c.id)
+            .bind(&c.organization_id)
+            .bind(&c.workflow_id)
+            .bind(&c.workflow_lead_id)
+            .bind(&c.node_id)
+            .bind(&c.agent_id)
+            .bind(&c.from_phone_number)
+            .bind(&c.to_phone_number)
+            .bind(c.attempt as i64)
+            .bind(c.status.as_str())
+            .bind(c.outcome.map(|o| o.as_str()))
+            .bind(&c.end_reason)
+            .bind(c.duration_seconds.map(i64::from))
+            .bind(&c.transcript)
+            .bind(&c.summary)
+            .bind(c.analysis.as_ref().map(json_text))
+            .bind(&c.recording_url)
+            .bind(&c.provider)
+            .bind(&c.provider_call_id)
+            .bind(&c.idempotency_key)
+            .bind(c.created_at)
+            .bind(c.answered_at)
+            .bind(c.ended_at)
+            .execute(conn)
+            .await
+            .db()?;
+        }
+        CallWrite::Finish(f) => {
+            sqlx::query(
+                "UPDATE calls SET status = ?, outcome = ?, end_reason = ?, duration_seconds = ?, transcript = ?, summary = ?,
+                     analysis = ?, answered_at = COALESCE(answered_at, ?), ended_at = ?
+                 WHERE id = ? AND ended_at IS NULL",
+            )
+            .bind(f.status.as_str())
+            .bind(f.outcome.as_str())
+            .bind(&f.end_reason)
+            .bind(f.duration_seconds as i64)
+            .bind(&f.transcript)
+            .bind(&f.summary)
+            .bind(f.analysis.as_ref().map(json_text))
+            .bind(f.answered_at)
+            .bind(f.ended_at)
+            .bind(&f.id)
+            .execute(conn)
+            .await
+            .db()?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn next_due_at(store: &SqliteStore) -> StoreResult<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT l.due_at, l.lease_until FROM leads l JOIN workflows w ON w.id = l.workflow_id
+         WHERE l.due_at IS NOT NULL AND l.status = 'in_progress' AND (w.status = 'active' OR l.state IN ('calling', 'running'))
+         ORDER BY l.due_at LIMIT 1",
+    )
+    .fetch_optional(&mut *store.read().await?)
+    .await
+    .db()?;
+    Ok(row.map(|r| {
+        let due: i64 = r.get(0);
+        let lease: Option<i64> = r.get(1);
+        due.max(lease.unwrap_or(i64::MIN))
+    }))
+}
+
+pub(crate) async fn release_all_leases(store: &SqliteStore, now: i64) -> StoreResult<()> {
+    let mut tx = store.writer.begin().await.db()?;
+    // Steps in flight in a process that is gone are re-driven at once, with their original idempotency key.
+    sqlx::query("UPDATE leads SET due_at = ? WHERE state = 'running' AND status = 'in_progress' AND due_at > ?")
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    sqlx::query("UPDATE leads SET due_at = queued_at WHERE state = 'throttled' AND due_at IS NULL")
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    tx.commit().await.db()?;
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Lead enrolment, reads, removal and history; call records.
+
+use crate::rows::{self, json_text, Db};
+use crate::workflows::{graph_of, load_edges, load_nodes, load_workflow};
+use crate::{maybe_complete, not_found, remove_leads_where, SqliteStore};
+use sqlx::{Row, SqliteConnection};
+use std::collections::HashSet;
+use switchboard_domain::config::NodeConfig;
+use switchboard_domain::ids;
+use switchboard_domain::leadfile::LeadCandidate;
+use switchboard_domain::model::{LeadState, Reenrollment, WorkflowStatus};
+use switchboard_domain::time::now_ms;
+use switchboard_store::records::*;
+use switchboard_store::*;
+
+const LEAD_SELECT: &str = "SELECT l.*, l.rowid AS enrol_order, w.status AS workflow_status
+  FROM leads l JOIN workflows w ON w.id = l.workflow_id";
+
+pub(crate) async fn enrol_leads(store: &SqliteStore, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome> {
+    let now = now_ms();
+    let mut tx = store.writer.begin().await.db()?;
+    let workflow = load_workflow(&mut tx, org, workflow_id).await?;
+    if workflow.status.is_final() {
+        return Err(StoreError::conflict("workflow_final", format!("workflow is {}; it takes no more leads", workflow.status)));
+    }
+    let entry = if workflow.status == WorkflowStatus::Active {
+        let nodes = load_nodes(&mut tx, workflow_id).await?;
+        let edges = load_edges(&mut tx, workflow_id).await?;
+        let graph = graph_of(&workflow, &nodes, &edges);
+        Some(graph.entry().map_err(|p| StoreError::conflict(p.code, p.message))?.id.clone())
+    } else {
+        None
+    };
+    let mut seen = HashSet::new();
+    let mut duplicates = 0u64;
+    let mut ids_in_order = Vec::with_capacity(leads.len());
+    let mut keys = HashSet::new();
+    for lead in leads {
+        if !seen.insert(lead.phone.number.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        let blocking = match workflow.settings.reenrollment {
+            Reenrollment::Never => "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ?",
+            Reenrollment::AfterExit => {
+                "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ? AND status IN ('pending', 'in_progress')"
+            }
+        };
+        let existing: i64 = sqlx::query_scalar(blocking)
+            .bind(workflow_id)
+            .bind(&lead.phone.number)
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+        if existing > 0 {
+            duplicates += 1;
+            continue;
+        }
+        keys.extend(lead.variables.keys().cloned());
+        let id = ids::new_id(ids::LEAD);
+        let (status, state, due) = match &entry {
+            Some(_) => ("in_progress", Some(LeadState::Ready.as_str()), Some(now)),
+            None => ("pending", None, None),
+        };
+        sqlx::query(
+            "INSERT INTO leads (id, organization_id, workflow_id, phone_number, phone_country, metadata, timezone, status, state,
+                 current_node_id, due_at, enrolled_at, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(org)
+        .bind(workflow_id)
+        .bind(&lead.phone.number)
+        .bind(&lead.phone.country)
+        .bind(json_text(&lead.variables))
+        .bind(&lead.timezone)
+        .bind(status)
+        .bind(state)
+        .bind(&entry)
+        .bind(due)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        ids_in_order.push(id);
+    }
+    for key in keys {
+        sqlx::query("INSERT INTO lead_variable_keys (workflow_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(workflow_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+    }
+    let single = match ids_in_order.as_slice() {
+        [only] => Some(load_lead(&mut tx, org, workflow_id, only).await?),
+        _ => None,
+    };
+    tx.commit().await.db()?;
+    Ok(EnrolOutcome { enrolled_count: ids_in_order.len() as u64, single, duplicates_skipped: duplicates })
+}
+
+async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{LEAD_SELECT} WHERE l.id = ? AND l.workflow_id = ? AND l.organization_id = ?"
+    )))
+    .bind(lead_id)
+    .bind(workflow_id)
+    .bind(org)
+    .fetch_optional(conn)
+    .await
+    .db()?
+    .ok_or(not_found("lead"))?;
+    rows::lead(&row)
+}
+
+pub(crate) async fn list_leads(store: &SqliteStore, org: &str, workflow_id: &str, filter: &LeadFilter, page: PageRequest) -> StoreResult<Page<Lead>> {
+    let mut conn = store.read().await?;
+    load_workflow(&mut conn, org, workflow_id).await?;
+    // A paused workflow shows its waiting leads as `paused`; the state filter follows what is shown.
+    let condition = "l.workflow_id = ?1 AND (?2 IS NULL OR l.status = ?2)
+        AND (?3 IS NULL OR (l.status = 'in_progress' AND CASE WHEN w.status = 'paused'
+             AND l.state IN ('ready', 'waiting', 'outside_hours', 'throttled') THEN 'paused' ELSE l.state END = ?3))
+        AND (?4 IS NULL OR l.current_node_id = ?4) AND (?5 IS NULL OR l.phone_number = ?5)";
+    let status = filter.status.map(|s| s.as_str());
+    let state = filter.state.map(|s| s.as_str());
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM leads l JOIN workflows w ON w.id = l.workflow_id WHERE {condition}"
+    )))
+    .bind(workflow_id)
+    .bind(status)
+    .bind(state)
+    .bind(&filter.current_node_id)
+    .bind(&filter.phone_number)
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{LEAD_SELECT} WHERE {condition} ORDER BY l.enrolled_at DESC, l.rowid DESC LIMIT ?6 OFFSET ?7"
+    )))
+    .bind(workflow_id)
+    .bind(status)
+    .bind(state)
+    .bind(&filter.current_node_id)
+    .bind(&filter.phone_number)
+    .bind(page.limit as i64)
+    .bind(page.offset() as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    Ok(Page { data: rows.iter().map(rows::lead).collect::<StoreResult<_>>()?, total: total as u64 })
+}
+
+pub(crate) async fn get_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+    let mut conn = store.read().await?;
+    load_workflow(&mut conn, org, workflow_id).await?;
+    load_lead(&mut conn, org, workflow_id, lead_id).await
+}
+
+pub(crate) async fn remove_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()> {
+    let now = now_ms();
+    let mut tx = store.writer.begin().await.db()?;
+    load_workflow(&mut tx, org, workflow_id).await?;
+    let lead = load_lead(&mut tx, org, workflow_id, lead_id).await?;
+    if lead.status.is_final() {
+        return Err(StoreError::conflict("lead_final", format!("lead is already {}", lead.status)));
+    }
+    remove_leads_where(&mut tx, "id = ?3", lead_id, "removed_via_api", now).await?;
+    maybe_complete(&mut tx, workflow_id, now).await?;
+    tx.commit().await.db()?;
+    Ok(())
+}
+
+pub(crate) async fn lead_history(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<(Lead, Vec<HistoryEntry>)> {
+    let mut conn = store.read().await?;
+    load_workflow(&mut conn, org, workflow_id).await?;
+    let lead = load_lead(&mut conn, org, workflow_id, lead_id).await?;
+    let rows = sqlx::query("SELECT * FROM lead_history WHERE lead_id = ? ORDER BY idx")
+        .bind(lead_id)
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    let entries = rows.iter().map(rows::history_entry).collect::<StoreResult<_>>()?;
+    Ok((lead, entries))
+}
+
+pub(crate) async fn variable_keys(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<String>> {
+    let mut conn = store.read().await?;
+    load_workflow(&mut conn, org, workflow_id).await?;
+    sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
+        .bind(workflow_id)
+        .fetch_all(&mut *conn)
+        .await
+        .db()
+}
+
+pub(crate) async fn allowed_destinations(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>> {
+    let mut conn = store.read().await?;
+    load_workflow(&mut conn, org, workflow_id).await?;
+    let nodes = load_nodes(&mut conn, workflow_id).await?;
+    let numbers: HashSet<String> = nodes
+        .iter()
+        .filter_map(|n| match NodeConfig::parse(n.node_type, &n.config) {
+            Ok(NodeConfig::VoiceCall(c)) => c.from_phone_number,
+            _ => None,
+        })
+        .collect();
+    if numbers.is_empty() {
+        return Ok(None);
+    }
+    let mut allowed = HashSet::new();
+    for number in numbers {
+        let row = sqlx::query("SELECT allowed_destination_countries FROM phone_numbers WHERE organization_id = ? AND phone_number = ?")
+            .bind(org)
+            .bind(&number)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
+        if let Some(row) = row {
+            let text: String = row.get(0);
+            allowed.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
+        }
+    }
+    Ok(Some(allowed.into_iter().collect()))
+}
+
+pub(crate) async fn list_calls(store: &SqliteStore, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>> {
+    let mut conn = store.read().await?;
+    let condition = "organization_id = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR workflow_lead_id = ?3)
+        AND (?4 IS NULL OR agent_id = ?4) AND (?5 IS NULL OR status = ?5) AND (?6 IS NULL OR created_at >= ?6)
+        AND (?7 IS NULL OR created_at <= ?7)";
+    macro_rules! bind_filter {
+        ($q:expr) => {
+            $q.bind(org)
+                .bind(&filter.workflow_id)
+                .bind(&filter.workflow_lead_id)
+                .bind(&filter.agent_id)
+                .bind(&filter.status)
+                .bind(filter.from)
+                .bind(filter.to)
+        };
+    }
+    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM calls WHERE {condition}"))))
+        .fetch_one(&mut *conn)
+        .await
+        .db()?;
+    let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM calls WHERE {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?8 OFFSET ?9"
+    ))))
+    .bind(page.limit as i64)
+    .bind(page.offset() as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    Ok(Page { data: rows.iter().map(rows::call).collect::<StoreResult<_>>()?, total: total as u64 })
+}
+
+pub(crate) async fn get_call(store: &SqliteStore, org: &str, id: &str) -> StoreResult<Call> {
+    let row = sqlx::query("SELECT * FROM calls WHERE id = ? AND organization_id = ?")
+        .bind(id)
+        .bind(org)
+        .fetch_optional(&mut *store.read().await?)
+        .await
+        .db()?
+        .ok_or(not_found("call"))?;
+    rows::call(&row)
+}
