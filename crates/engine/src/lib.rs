@@ -1,1 +1,169 @@
+//! The engine: claims due leads, decides their next steps in memory, commits each batch in one
+//! fenced transaction, then performs the external effects (HTTP actions) recorded in it.
 
+mod action;
+mod decide;
+
+pub use action::{ActionRequest, ActionResult};
+
+use decide::{decide, BatchContext, Input};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_domain::ids;
+use switchboard_domain::time::now_ms;
+use switchboard_store::engine::{LeadChange, WorkflowSnapshot};
+use switchboard_store::{Store, StoreResult};
+use tokio::sync::{mpsc, watch, Notify};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Divides every wait the engine schedules (API.md 6.9).
+    pub time_scale: f64,
+    /// Lets APPLICATION webhooks reach loopback and private addresses.
+    pub allow_private_targets: bool,
+    /// Leads claimed per batch (one transaction commits the whole batch).
+    pub batch_size: u32,
+    /// How long a claim stays ours without a commit.
+    pub lease_ms: i64,
+    /// Longest sleep when nothing is due (a safety net; wake-ups come from `Engine::wake`).
+    pub idle_poll_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { time_scale: 1.0, allow_private_targets: false, batch_size: 256, lease_ms: 30_000, idle_poll_ms: 1_000 }
+    }
+}
+
+/// Handle to wake the engine when new work arrives (enrolments, activations, graph edits).
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    owner: String,
+    waker: Waker,
+    http: reqwest::Client,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: EngineConfig, waker: Waker) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { store, config, owner: ids::new_id("engine_"), waker, http }
+    }
+
+    /// Runs until `shutdown` turns true. Steps in flight at shutdown keep their lease and are re-driven
+    /// (with the same idempotency key) by the next start.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(e) = self.store.release_all_leases().await {
+            tracing::error!(error = %e, "could not release old leases");
+        }
+        let (results_tx, mut results_rx) = mpsc::unbounded_channel::<ActionResult>();
+        let mut results = Vec::new();
+        while !*shutdown.borrow() {
+            while let Ok(result) = results_rx.try_recv() {
+                results.push(result);
+            }
+            let busy = match self.tick(&mut results, &results_tx).await {
+                Ok(busy) => busy,
+                Err(e) => {
+                    tracing::error!(error = %e, "engine step failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            if busy || !results.is_empty() {
+                continue;
+            }
+            let sleep_ms = match self.store.next_due_at().await {
+                Ok(Some(due)) => (due - now_ms()).clamp(0, self.config.idle_poll_ms as i64) as u64,
+                _ => self.config.idle_poll_ms,
+            };
+            if sleep_ms == 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = self.waker.0.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+                Some(result) = results_rx.recv() => results.push(result),
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One batch: apply finished actions, claim due leads, decide, commit, start effects.
+    /// Returns whether a full batch was claimed (more may be due).
+    async fn tick(&self, results: &mut Vec<ActionResult>, results_tx: &mpsc::UnboundedSender<ActionResult>) -> StoreResult<bool> {
+        let now = now_ms();
+        let mut inputs = Vec::new();
+        for result in std::mem::take(results) {
+            match self.store.load_lead_row(&result.lead_id).await? {
+                Some(lead) if decide::awaits_result(&lead, result.step_seq) => inputs.push((lead, Input::ActionResult(result))),
+                _ => tracing::debug!(lead = %result.lead_id, "dropping a stale action result"),
+            }
+        }
+        let claimed = self.store.claim_due(&self.owner, now, now + self.config.lease_ms, self.config.batch_size).await?;
+        let full = claimed.len() as u32 >= self.config.batch_size;
+        inputs.extend(claimed.into_iter().map(|lead| (lead, Input::Due)));
+        if inputs.is_empty() {
+            return Ok(false);
+        }
+        let mut snapshots: HashMap<String, Arc<WorkflowSnapshot>> = HashMap::new();
+        for (lead, _) in &inputs {
+            if !snapshots.contains_key(&lead.workflow_id) {
+                if let Some(snapshot) = self.store.engine_snapshot(&lead.workflow_id).await? {
+                    snapshots.insert(lead.workflow_id.clone(), Arc::new(snapshot));
+                }
+            }
+        }
+        let workflow_ids: Vec<String> = snapshots.keys().cloned().collect();
+        let mut batch = BatchContext {
+            now,
+            time_scale: self.config.time_scale,
+            calls_in_flight: self.store.calls_in_flight(&workflow_ids).await?,
+        };
+        let mut changes: Vec<LeadChange> = Vec::with_capacity(inputs.len());
+        let mut actions: Vec<(String, ActionRequest)> = Vec::new();
+        let mut pending_results = HashMap::new();
+        for (lead, input) in inputs {
+            let Some(snapshot) = snapshots.get(&lead.workflow_id) else { continue };
+            if let Input::ActionResult(result) = &input {
+                pending_results.insert(lead.id.clone(), result.clone());
+            }
+            let decision = decide(lead, input, snapshot, &mut batch);
+            if let Some(action) = decision.action {
+                actions.push((decision.change.lead.id.clone(), action));
+            }
+            changes.push(decision.change);
+        }
+        let outcome = self.store.commit_changes(&self.owner, now, changes).await?;
+        // A refused result is retried on the next tick against the lead's fresh row.
+        for id in &outcome.rejected {
+            if let Some(result) = pending_results.remove(id) {
+                results.push(result);
+            }
+        }
+        let applied: std::collections::HashSet<&String> = outcome.applied.iter().collect();
+        for (lead_id, request) in actions.into_iter().filter(|(id, _)| applied.contains(id)) {
+            let http = self.http.clone();
+            let tx = results_tx.clone();
+            let allow_private = self.config.allow_private_targets;
+            tokio::spawn(async move {
+                let result = action::perform(&http, lead_id, request, allow_private).await;
+                let _ = tx.send(result);
+            });
+        }
+        Ok(full || !outcome.rejected.is_empty())
+    }
+}

@@ -130,9 +130,11 @@ pub(crate) async fn commit_changes(store: &SqliteStore, owner: &str, now: i64, c
                 "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
                      call_id, attempts, detail, entered_at, exited_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status, outcome = excluded.outcome,
-                     edge_id = excluded.edge_id, next_node_id = excluded.next_node_id, call_id = excluded.call_id,
-                     attempts = excluded.attempts, detail = excluded.detail, exited_at = excluded.exited_at",
+                 ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
+                     outcome = COALESCE(excluded.outcome, outcome), edge_id = COALESCE(excluded.edge_id, edge_id),
+                     next_node_id = COALESCE(excluded.next_node_id, next_node_id), call_id = COALESCE(excluded.call_id, call_id),
+                     attempts = COALESCE(excluded.attempts, attempts), detail = COALESCE(excluded.detail, detail),
+                     exited_at = excluded.exited_at",
             )
             .bind(&lead.id)
             .bind(entry.idx as i64)
