@@ -3,10 +3,11 @@
 use crate::rows::{self, json_text, Db};
 use crate::{bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries, SqliteStore};
 use sqlx::{Row, SqliteConnection};
-use switchboard_domain::graph::{Directory, EdgeDef, Graph, NodeDef};
+use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
 use switchboard_domain::model::WorkflowStatus;
 use switchboard_domain::time::now_ms;
+use switchboard_store::activation::activation_report;
 use switchboard_store::engine::WorkflowSnapshot;
 use switchboard_store::records::*;
 use switchboard_store::*;
@@ -510,34 +511,6 @@ async fn directory(conn: &mut SqliteConnection, org: &str, workflow_id: &str) ->
     Ok((agents, numbers, keys))
 }
 
-fn template_variables(text: Option<&str>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text.unwrap_or("");
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else { break };
-        out.push(rest[start + 2..start + 2 + len].trim().to_string());
-        rest = &rest[start + 2 + len + 2..];
-    }
-    out
-}
-
-/// The organization's agents (with their template variables) and active numbers, for the activation checks.
-pub(crate) fn build_directory(agents: &[Agent], numbers: &[String], keys: &[String], has_leads: bool) -> Directory {
-    Directory {
-        agents: agents
-            .iter()
-            .map(|a| {
-                let mut vars = template_variables(a.prompt.as_deref());
-                vars.extend(template_variables(a.welcome_message.as_deref()));
-                vars.dedup();
-                (a.id.clone(), vars)
-            })
-            .collect(),
-        active_numbers: numbers.iter().cloned().collect(),
-        known_variables: has_leads.then(|| keys.iter().cloned().collect()),
-    }
-}
-
 pub(crate) async fn snapshot(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
     let workflow = load_workflow(conn, org, id).await?;
     let nodes = load_nodes(conn, id).await?;
@@ -596,9 +569,8 @@ pub(crate) async fn transition_workflow(store: &SqliteStore, org: &str, id: &str
     };
     if matches!(action, Lifecycle::Activate | Lifecycle::Resume) {
         let (snap, agents, keys) = snapshot(&mut tx, org, id).await?;
-        let dir = build_directory(&agents, &snap.numbers, &keys, workflow.enrolled_leads > 0);
         if action == Lifecycle::Activate {
-            let report = snap.graph.check(&dir);
+            let report = activation_report(&snap, &agents, &keys, workflow.enrolled_leads > 0);
             if !report.valid {
                 return Err(StoreError::Invalid {
                     code: "graph_invalid",

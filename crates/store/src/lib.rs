@@ -1,5 +1,6 @@
 //! The storage seam: one trait every backend implements, the records it returns and its errors.
 
+pub mod activation;
 pub mod engine;
 pub mod records;
 
