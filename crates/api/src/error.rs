@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use switchboard_store::StoreError;
 
 tokio::task_local! {
@@ -11,7 +11,9 @@ tokio::task_local! {
 }
 
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| switchboard_domain::ids::new_id(switchboard_domain::ids::REQUEST))
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| switchboard_domain::ids::new_id(switchboard_domain::ids::REQUEST))
 }
 
 #[derive(Debug)]
@@ -26,7 +28,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: Value::String(message.into()), details: None }
+        Self {
+            status,
+            code,
+            message: Value::String(message.into()),
+            details: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -38,7 +45,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
@@ -65,15 +76,33 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::not_found(what),
-            StoreError::Conflict { code, message, details } => {
-                Self { status: StatusCode::CONFLICT, code, message: Value::String(message), details }
-            }
-            StoreError::Invalid { code, message, details } => {
-                Self { status: StatusCode::BAD_REQUEST, code, message: Value::String(message), details }
-            }
+            StoreError::Conflict {
+                code,
+                message,
+                details,
+            } => Self {
+                status: StatusCode::CONFLICT,
+                code,
+                message: Value::String(message),
+                details,
+            },
+            StoreError::Invalid {
+                code,
+                message,
+                details,
+            } => Self {
+                status: StatusCode::BAD_REQUEST,
+                code,
+                message: Value::String(message),
+                details,
+            },
             StoreError::Backend(cause) => {
                 tracing::error!(request_id = %current_request_id(), %cause, "storage failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal server error",
+                )
             }
         }
     }

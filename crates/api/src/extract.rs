@@ -1,10 +1,10 @@
 //! Request extractors that answer every rejection with the API's error body.
 
-use crate::error::{ApiError, ApiResult};
 use crate::AppState;
+use crate::error::{ApiError, ApiResult};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -36,21 +36,35 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header (expected: Bearer <api key>)"))?;
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization header (expected: Bearer <api key>)")
+        })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <api key>"))?;
-        let (key_id, secret) = parse_api_key(token).ok_or_else(|| ApiError::unauthorized("malformed API key"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be: Bearer <api key>")
+            })?;
+        let (key_id, secret) =
+            parse_api_key(token).ok_or_else(|| ApiError::unauthorized("malformed API key"))?;
         let auth = state.store.api_key_auth(key_id).await?;
         match auth {
-            Some(auth) if !auth.revoked && bool::from(hash_secret(secret).as_bytes().ct_eq(auth.secret_hash.as_bytes())) => {
-                Ok(Auth { org: auth.organization_id })
+            Some(auth)
+                if !auth.revoked
+                    && bool::from(
+                        hash_secret(secret)
+                            .as_bytes()
+                            .ct_eq(auth.secret_hash.as_bytes()),
+                    ) =>
+            {
+                Ok(Auth {
+                    org: auth.organization_id,
+                })
             }
             Some(auth) if auth.revoked => Err(ApiError::unauthorized("this API key was revoked")),
             _ => Err(ApiError::unauthorized("unknown API key")),
@@ -69,15 +83,27 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let bytes = read_body(req, JSON_BODY_LIMIT).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Map::new()));
         }
         if !is_json {
-            let message = if has_type { "Content-Type must be application/json" } else { "missing Content-Type: application/json" };
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message));
+            let message = if has_type {
+                "Content-Type must be application/json"
+            } else {
+                "missing Content-Type: application/json"
+            };
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                message,
+            ));
         }
         parse_object(&bytes).map(Self)
     }
@@ -86,15 +112,27 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_json",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )),
     }
 }
 
 pub async fn read_body(req: Request, limit: usize) -> ApiResult<axum::body::Bytes> {
-    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds the {limit}-byte limit"))
-    })
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds the {limit}-byte limit"),
+            )
+        })
 }
 
 /// Field access on a JSON object that names the field in every error.
@@ -104,7 +142,10 @@ impl Fields {
     /// Rejects any field not in `allowed`.
     pub fn only(&self, allowed: &[&str]) -> ApiResult<()> {
         match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(key) => Err(ApiError::bad_request("unknown_field", format!("unknown field {key} (allowed: {})", allowed.join(", ")))),
+            Some(key) => Err(ApiError::bad_request(
+                "unknown_field",
+                format!("unknown field {key} (allowed: {})", allowed.join(", ")),
+            )),
             None => Ok(()),
         }
     }
@@ -134,7 +175,11 @@ impl Fields {
     pub fn number(&self, key: &str) -> ApiResult<Option<f64>> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().filter(|n| n.is_finite()).map(Some).ok_or_else(|| ApiError::validation(format!("{key} must be a number"))),
+            Some(v) => v
+                .as_f64()
+                .filter(|n| n.is_finite())
+                .map(Some)
+                .ok_or_else(|| ApiError::validation(format!("{key} must be a number"))),
         }
     }
 
@@ -151,7 +196,9 @@ impl Fields {
 pub fn title(value: &str, field: &str) -> ApiResult<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.chars().count() > 255 {
-        return Err(ApiError::validation(format!("{field} must be 1 to 255 characters")));
+        return Err(ApiError::validation(format!(
+            "{field} must be 1 to 255 characters"
+        )));
     }
     Ok(trimmed.to_string())
 }
@@ -171,13 +218,19 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
 
 impl QueryMap {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// Rejects unknown query parameters, naming them.
     pub fn only(&self, allowed: &[&str]) -> ApiResult<()> {
         match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(key) => Err(ApiError::validation(format!("unknown query parameter {key} (allowed: {})", allowed.join(", ")))),
+            Some(key) => Err(ApiError::validation(format!(
+                "unknown query parameter {key} (allowed: {})",
+                allowed.join(", ")
+            ))),
             None => Ok(()),
         }
     }
@@ -186,7 +239,9 @@ impl QueryMap {
         match self.get(key) {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
-            Some(other) => Err(ApiError::validation(format!("{key} must be true or false, not {other:?}"))),
+            Some(other) => Err(ApiError::validation(format!(
+                "{key} must be true or false, not {other:?}"
+            ))),
         }
     }
 
@@ -199,10 +254,15 @@ impl QueryMap {
                     .parse::<u64>()
                     .ok()
                     .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| ApiError::validation(format!("{key} must be an integer from 1 to {max}"))),
+                    .ok_or_else(|| {
+                        ApiError::validation(format!("{key} must be an integer from 1 to {max}"))
+                    }),
             }
         };
-        Ok(PageRequest { page: number("page", 1, 1_000_000_000)?, limit: number("limit", 20, 100)? })
+        Ok(PageRequest {
+            page: number("page", 1, 1_000_000_000)?,
+            limit: number("limit", 20, 100)?,
+        })
     }
 
     /// An RFC 3339 instant as Unix milliseconds.
@@ -211,7 +271,9 @@ impl QueryMap {
             .map(|text| {
                 text.parse::<jiff::Timestamp>()
                     .map(|t| t.as_millisecond())
-                    .map_err(|_| ApiError::validation(format!("{key} must be an RFC 3339 date-time")))
+                    .map_err(|_| {
+                        ApiError::validation(format!("{key} must be an RFC 3339 date-time"))
+                    })
             })
             .transpose()
     }

@@ -30,9 +30,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .nest("/v1", routes::v1())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this route",
+            )
         })
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
@@ -41,12 +47,20 @@ pub fn router(state: AppState) -> Router {
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is not reachable").into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is not reachable",
+        )
+        .into_response(),
     }
 }
 
 fn valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Takes the caller's `X-Request-Id` when it is well-formed, else makes one; echoes it on the response.
@@ -69,7 +83,10 @@ async fn request_id(request: Request, next: Next) -> Response {
 }
 
 /// The list envelope: `{"data": [...], "meta": {"page", "limit", "total", "totalPages"}}`.
-pub(crate) fn page_json<T: Serialize>(page: Page<T>, request: PageRequest) -> Json<serde_json::Value> {
+pub(crate) fn page_json<T: Serialize>(
+    page: Page<T>,
+    request: PageRequest,
+) -> Json<serde_json::Value> {
     let total_pages = page.total.div_ceil(request.limit);
     Json(json!({
         "data": page.data,

@@ -1,7 +1,7 @@
 //! Data paths and CONDITIONAL evaluation (API.md section 3).
 
 use crate::config::{Condition, ConditionalConfig, Operator};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// What a data path can read: the lead's variables plus the facts the lead gathered
 /// (`{"call": {...}, "application": {...}}`).
@@ -29,7 +29,9 @@ impl DataContext<'_> {
         let path = path.trim();
         let found = match path {
             "call_status" => walk(self.facts, "call.status"),
-            "phone_number" | "lead.phone_number" => return Some(Value::String(self.phone_number.into())),
+            "phone_number" | "lead.phone_number" => {
+                return Some(Value::String(self.phone_number.into()));
+            }
             "lead_id" => return Some(Value::String(self.lead_id.into())),
             "workflow_id" => return Some(Value::String(self.workflow_id.into())),
             p if p.starts_with("call.") || p.starts_with("application.") => walk(self.facts, p),
@@ -43,7 +45,9 @@ impl DataContext<'_> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(start) = rest.find("{{") {
-            let Some(len) = rest[start + 2..].find("}}") else { break };
+            let Some(len) = rest[start + 2..].find("}}") else {
+                break;
+            };
             out.push_str(&rest[..start]);
             let path = &rest[start + 2..start + 2 + len];
             if let Some(v) = self.lookup(path) {
@@ -74,14 +78,26 @@ fn number_of(v: &Value) -> Option<f64> {
 fn compare(op: Operator, actual: Option<&Value>, expected: Option<&Value>) -> bool {
     use std::cmp::Ordering;
     let Some(actual) = actual else {
-        return matches!(op, Operator::NotExists | Operator::NotEquals | Operator::NotContains);
+        return matches!(
+            op,
+            Operator::NotExists | Operator::NotEquals | Operator::NotContains
+        );
     };
     let expected = expected.cloned().unwrap_or(Value::Null);
     let ordering = match (number_of(actual), number_of(&expected)) {
         (Some(a), Some(b)) => a.partial_cmp(&b),
-        _ => Some(text_of(actual).trim().to_lowercase().cmp(&text_of(&expected).trim().to_lowercase())),
+        _ => Some(
+            text_of(actual)
+                .trim()
+                .to_lowercase()
+                .cmp(&text_of(&expected).trim().to_lowercase()),
+        ),
     };
-    let contains = || text_of(actual).to_lowercase().contains(text_of(&expected).trim().to_lowercase().as_str());
+    let contains = || {
+        text_of(actual)
+            .to_lowercase()
+            .contains(text_of(&expected).trim().to_lowercase().as_str())
+    };
     match op {
         Operator::Exists => true,
         Operator::NotExists => false,
@@ -99,7 +115,10 @@ fn compare(op: Operator, actual: Option<&Value>, expected: Option<&Value>) -> bo
 fn evaluate_rule(ctx: &DataContext<'_>, rule: &Condition) -> (bool, Value) {
     let actual = ctx.lookup(&rule.field);
     let result = compare(rule.operator, actual.as_ref(), rule.value.as_ref());
-    (result, json!({"field": rule.field, "actual": actual, "expected": rule.value, "result": result}))
+    (
+        result,
+        json!({"field": rule.field, "actual": actual, "expected": rule.value, "result": result}),
+    )
 }
 
 /// Evaluates a CONDITIONAL node: its outcome (edge label to follow) and a detail of the values compared.
@@ -113,13 +132,24 @@ pub fn evaluate(ctx: &DataContext<'_>, config: &ConditionalConfig) -> (String, V
                 .find(|b| text.as_deref() == Some(b.trim().to_lowercase().as_str()))
                 .cloned()
                 .unwrap_or_else(|| "no_match".into());
-            (outcome.clone(), json!({"field": field, "actual": actual, "outcome": outcome}))
+            (
+                outcome.clone(),
+                json!({"field": field, "actual": actual, "outcome": outcome}),
+            )
         }
         ConditionalConfig::Rules { all, conditions } => {
-            let checks: Vec<(bool, Value)> = conditions.iter().map(|c| evaluate_rule(ctx, c)).collect();
-            let result = if *all { checks.iter().all(|c| c.0) } else { checks.iter().any(|c| c.0) };
+            let checks: Vec<(bool, Value)> =
+                conditions.iter().map(|c| evaluate_rule(ctx, c)).collect();
+            let result = if *all {
+                checks.iter().all(|c| c.0)
+            } else {
+                checks.iter().any(|c| c.0)
+            };
             let rules: Vec<Value> = checks.into_iter().map(|c| c.1).collect();
-            (result.to_string(), json!({"logic": if *all { "AND" } else { "OR" }, "rules": rules, "outcome": result.to_string()}))
+            (
+                result.to_string(),
+                json!({"logic": if *all { "AND" } else { "OR" }, "rules": rules, "outcome": result.to_string()}),
+            )
         }
     }
 }
@@ -138,12 +168,21 @@ mod tests {
     }
 
     fn ctx<'a>(vars: &'a Map<String, Value>, facts: &'a Value) -> DataContext<'a> {
-        DataContext { lead_id: "wlead_1", workflow_id: "wfl_1", phone_number: "+12015550101", variables: vars, facts }
+        DataContext {
+            lead_id: "wlead_1",
+            workflow_id: "wfl_1",
+            phone_number: "+12015550101",
+            variables: vars,
+            facts,
+        }
     }
 
     #[test]
     fn rules_compare_numbers_and_strings_ignoring_case() {
-        let vars = json!({"interest": " Yes ", "budget": "250000"}).as_object().unwrap().clone();
+        let vars = json!({"interest": " Yes ", "budget": "250000"})
+            .as_object()
+            .unwrap()
+            .clone();
         let facts = json!({"call": {"status": "COMPLETED", "analysis": {"interest": "yes"}}});
         let c = ctx(&vars, &facts);
         let cfg = conditional(json!({"logic": "AND", "conditions": [
@@ -151,7 +190,9 @@ mod tests {
             {"field": "budget", "operator": "greater_than", "value": 100000},
             {"field": "call.analysis.interest", "operator": "equals", "value": "YES"}]}));
         assert_eq!(evaluate(&c, &cfg).0, "true");
-        let cfg = conditional(json!({"conditions": [{"field": "budget", "operator": "less_than", "value": "99999"}]}));
+        let cfg = conditional(
+            json!({"conditions": [{"field": "budget", "operator": "less_than", "value": "99999"}]}),
+        );
         assert_eq!(evaluate(&c, &cfg).0, "false");
     }
 
@@ -160,8 +201,14 @@ mod tests {
         let vars = Map::new();
         let facts = json!({});
         let c = ctx(&vars, &facts);
-        for (op, expect) in [("equals", "false"), ("not_equals", "true"), ("not_contains", "true"), ("contains", "false")] {
-            let cfg = conditional(json!({"conditions": [{"field": "x", "operator": op, "value": "a"}]}));
+        for (op, expect) in [
+            ("equals", "false"),
+            ("not_equals", "true"),
+            ("not_contains", "true"),
+            ("contains", "false"),
+        ] {
+            let cfg =
+                conditional(json!({"conditions": [{"field": "x", "operator": op, "value": "a"}]}));
             assert_eq!(evaluate(&c, &cfg).0, expect, "{op}");
         }
         let cfg = conditional(json!({"conditions": [{"field": "x", "operator": "not_exists"}]}));
@@ -173,7 +220,9 @@ mod tests {
         let vars = Map::new();
         let facts = json!({"call": {"status": "NO_ANSWER"}});
         let c = ctx(&vars, &facts);
-        let cfg = conditional(json!({"condition_field": "call_status", "branches": ["completed", "no_answer"]}));
+        let cfg = conditional(
+            json!({"condition_field": "call_status", "branches": ["completed", "no_answer"]}),
+        );
         assert_eq!(evaluate(&c, &cfg).0, "no_answer");
         let cfg = conditional(json!({"condition_field": "call_status", "branches": ["BUSY"]}));
         assert_eq!(evaluate(&c, &cfg).0, "no_match");
@@ -183,6 +232,9 @@ mod tests {
     fn renders_templates() {
         let vars = json!({"name": "Avery"}).as_object().unwrap().clone();
         let facts = json!({});
-        assert_eq!(ctx(&vars, &facts).render("Hi {{name}} at {{phone_number}}{{missing}}"), "Hi Avery at +12015550101");
+        assert_eq!(
+            ctx(&vars, &facts).render("Hi {{name}} at {{phone_number}}{{missing}}"),
+            "Hi Avery at +12015550101"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Node configs per type (API.md section 3), parsed from JSON with the failing field named.
 
-use crate::model::{CallOutcome, NodeType};
 use crate::Invalid;
+use crate::model::{CallOutcome, NodeType};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -62,8 +62,14 @@ const OPERATORS: &[(&str, Operator)] = &[
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConditionalConfig {
-    Branch { field: String, branches: Vec<String> },
-    Rules { all: bool, conditions: Vec<Condition> },
+    Branch {
+        field: String,
+        branches: Vec<String>,
+    },
+    Rules {
+        all: bool,
+        conditions: Vec<Condition>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,12 +95,17 @@ fn bad(message: impl Into<String>) -> Invalid {
 }
 
 fn object(value: &Value) -> Result<&Map<String, Value>, Invalid> {
-    value.as_object().ok_or_else(|| bad("config must be a JSON object"))
+    value
+        .as_object()
+        .ok_or_else(|| bad("config must be a JSON object"))
 }
 
 fn only_keys(map: &Map<String, Value>, allowed: &[&str]) -> Result<(), Invalid> {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(bad(format!("config.{key} is not a field of this node type (fields: {})", allowed.join(", ")))),
+        Some(key) => Err(bad(format!(
+            "config.{key} is not a field of this node type (fields: {})",
+            allowed.join(", ")
+        ))),
         None => Ok(()),
     }
 }
@@ -108,13 +119,21 @@ fn opt_string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Inv
     }
 }
 
-fn int_in(map: &Map<String, Value>, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, Invalid> {
+fn int_in(
+    map: &Map<String, Value>,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, Invalid> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| bad(format!("config.{key} must be an integer from {} to {}", range.start(), range.end()))),
+        Some(v) => v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+            bad(format!(
+                "config.{key} must be an integer from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        }),
     }
 }
 
@@ -132,7 +151,9 @@ impl NodeConfig {
             NodeType::Application => parse_application(map).map(Self::Application),
             NodeType::Converted | NodeType::Dropped => {
                 only_keys(map, &["reason"])?;
-                Ok(Self::Terminal { reason: opt_string(map, "reason")? })
+                Ok(Self::Terminal {
+                    reason: opt_string(map, "reason")?,
+                })
             }
         }
     }
@@ -140,10 +161,15 @@ impl NodeConfig {
     /// Every outcome the node can produce, each needing an edge (or a default edge) at activation.
     pub fn outcomes(&self) -> Vec<String> {
         match self {
-            Self::VoiceCall(_) => CallOutcome::ALL.iter().map(|o| o.as_str().to_string()).collect(),
+            Self::VoiceCall(_) => CallOutcome::ALL
+                .iter()
+                .map(|o| o.as_str().to_string())
+                .collect(),
             Self::Time(_) => vec![String::new()],
             Self::Conditional(ConditionalConfig::Branch { branches, .. }) => branches.clone(),
-            Self::Conditional(ConditionalConfig::Rules { .. }) => vec!["true".into(), "false".into()],
+            Self::Conditional(ConditionalConfig::Rules { .. }) => {
+                vec!["true".into(), "false".into()]
+            }
             Self::Application(_) => vec!["success".into(), "failure".into()],
             Self::Terminal { .. } => vec![],
         }
@@ -151,7 +177,16 @@ impl NodeConfig {
 }
 
 fn parse_voice_call(map: &Map<String, Value>) -> Result<VoiceCallConfig, Invalid> {
-    only_keys(map, &["agent_id", "from_phone_number", "max_attempts", "retry_on", "retry_delay_minutes"])?;
+    only_keys(
+        map,
+        &[
+            "agent_id",
+            "from_phone_number",
+            "max_attempts",
+            "retry_on",
+            "retry_delay_minutes",
+        ],
+    )?;
     let retry_on = match map.get("retry_on") {
         None | Some(Value::Null) => vec![CallOutcome::NoAnswer, CallOutcome::Busy],
         Some(Value::Array(items)) => {
@@ -161,7 +196,9 @@ fn parse_voice_call(map: &Map<String, Value>) -> Result<VoiceCallConfig, Invalid
                     .as_str()
                     .and_then(CallOutcome::parse_loose)
                     .filter(|o| *o != CallOutcome::Completed)
-                    .ok_or_else(|| bad("config.retry_on entries must be NO_ANSWER, BUSY, VOICEMAIL or FAILED"))?;
+                    .ok_or_else(|| {
+                        bad("config.retry_on entries must be NO_ANSWER, BUSY, VOICEMAIL or FAILED")
+                    })?;
                 if !out.contains(&outcome) {
                     out.push(outcome);
                 }
@@ -187,11 +224,27 @@ fn positive_number(map: &Map<String, Value>, key: &str) -> Result<f64, Invalid> 
 }
 
 fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
-    only_keys(map, &["delay_minutes", "delay_hours", "delay_days", "duration", "unit", "until_field"])?;
-    let forms: Vec<&str> = ["delay_minutes", "delay_hours", "delay_days", "duration", "until_field"]
-        .into_iter()
-        .filter(|k| map.contains_key(*k))
-        .collect();
+    only_keys(
+        map,
+        &[
+            "delay_minutes",
+            "delay_hours",
+            "delay_days",
+            "duration",
+            "unit",
+            "until_field",
+        ],
+    )?;
+    let forms: Vec<&str> = [
+        "delay_minutes",
+        "delay_hours",
+        "delay_days",
+        "duration",
+        "until_field",
+    ]
+    .into_iter()
+    .filter(|k| map.contains_key(*k))
+    .collect();
     if forms.len() != 1 {
         return Err(bad(
             "config must have exactly one of delay_minutes, delay_hours, delay_days, duration (with unit) or until_field",
@@ -202,7 +255,8 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
     }
     let minutes = match forms[0] {
         "until_field" => {
-            let field = opt_string(map, "until_field")?.ok_or_else(|| bad("config.until_field must name a data path"))?;
+            let field = opt_string(map, "until_field")?
+                .ok_or_else(|| bad("config.until_field must name a data path"))?;
             return Ok(TimeConfig::Until { field });
         }
         "delay_minutes" => positive_number(map, "delay_minutes")?,
@@ -214,7 +268,11 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
                 Some("minutes") => n,
                 Some("hours") => n * 60.0,
                 Some("days") => n * 1440.0,
-                _ => return Err(bad("config.unit must be \"minutes\", \"hours\" or \"days\"")),
+                _ => {
+                    return Err(bad(
+                        "config.unit must be \"minutes\", \"hours\" or \"days\"",
+                    ));
+                }
             }
         }
     };
@@ -222,17 +280,25 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
     if ms > MAX_DELAY_MS {
         return Err(bad("config: a TIME delay is at most 365 days"));
     }
-    Ok(TimeConfig::Delay { ms: ms.round() as i64 })
+    Ok(TimeConfig::Delay {
+        ms: ms.round() as i64,
+    })
 }
 
 fn parse_conditional(map: &Map<String, Value>) -> Result<ConditionalConfig, Invalid> {
     if map.contains_key("condition_field") || map.contains_key("branches") {
         only_keys(map, &["condition_field", "branches"])?;
-        let field = opt_string(map, "condition_field")?.ok_or_else(|| bad("config.condition_field is required"))?;
+        let field = opt_string(map, "condition_field")?
+            .ok_or_else(|| bad("config.condition_field is required"))?;
         let branches: Vec<String> = match map.get("branches") {
             Some(Value::Array(items)) if !items.is_empty() => items
                 .iter()
-                .map(|v| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                })
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad("config.branches must be non-empty strings"))?,
             _ => return Err(bad("config.branches must be a non-empty list of strings")),
@@ -256,9 +322,16 @@ fn parse_conditional(map: &Map<String, Value>) -> Result<ConditionalConfig, Inva
     };
     let mut conditions = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let rule = item.as_object().ok_or_else(|| bad(format!("config.conditions[{i}] must be an object")))?;
-        if let Some(key) = rule.keys().find(|k| !["field", "operator", "value"].contains(&k.as_str())) {
-            return Err(bad(format!("config.conditions[{i}].{key} is not a field of a condition")));
+        let rule = item
+            .as_object()
+            .ok_or_else(|| bad(format!("config.conditions[{i}] must be an object")))?;
+        if let Some(key) = rule
+            .keys()
+            .find(|k| !["field", "operator", "value"].contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "config.conditions[{i}].{key} is not a field of a condition"
+            )));
         }
         let field = rule
             .get("field")
@@ -267,30 +340,54 @@ fn parse_conditional(map: &Map<String, Value>) -> Result<ConditionalConfig, Inva
             .filter(|s| !s.is_empty())
             .ok_or_else(|| bad(format!("config.conditions[{i}].field is required")))?;
         let op_name = rule.get("operator").and_then(Value::as_str).unwrap_or("");
-        let operator = OPERATORS.iter().find(|(n, _)| *n == op_name).map(|(_, o)| *o).ok_or_else(|| {
-            let names: Vec<&str> = OPERATORS.iter().map(|(n, _)| *n).collect();
-            bad(format!("config.conditions[{i}].operator must be one of: {}", names.join(", ")))
-        })?;
+        let operator = OPERATORS
+            .iter()
+            .find(|(n, _)| *n == op_name)
+            .map(|(_, o)| *o)
+            .ok_or_else(|| {
+                let names: Vec<&str> = OPERATORS.iter().map(|(n, _)| *n).collect();
+                bad(format!(
+                    "config.conditions[{i}].operator must be one of: {}",
+                    names.join(", ")
+                ))
+            })?;
         let value = rule.get("value").filter(|v| !v.is_null()).cloned();
         if value.is_none() && !matches!(operator, Operator::Exists | Operator::NotExists) {
-            return Err(bad(format!("config.conditions[{i}].value is required for operator {op_name}")));
+            return Err(bad(format!(
+                "config.conditions[{i}].value is required for operator {op_name}"
+            )));
         }
-        conditions.push(Condition { field: field.to_string(), operator, value });
+        conditions.push(Condition {
+            field: field.to_string(),
+            operator,
+            value,
+        });
     }
     Ok(ConditionalConfig::Rules { all, conditions })
 }
 
 fn parse_application(map: &Map<String, Value>) -> Result<ApplicationConfig, Invalid> {
-    only_keys(map, &["action", "url", "method", "headers", "body", "timeout_ms"])?;
+    only_keys(
+        map,
+        &["action", "url", "method", "headers", "body", "timeout_ms"],
+    )?;
     match map.get("action").and_then(Value::as_str) {
         Some("webhook") | None => {}
-        Some(other) => return Err(bad(format!("config.action \"{other}\" is not supported (supported: webhook)"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "config.action \"{other}\" is not supported (supported: webhook)"
+            )));
+        }
     }
     let url = opt_string(map, "url")?.ok_or_else(|| bad("config.url is required"))?;
     if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-        return Err(bad("config.url must be an absolute http:// or https:// URL"));
+        return Err(bad(
+            "config.url must be an absolute http:// or https:// URL",
+        ));
     }
-    let method = opt_string(map, "method")?.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+    let method = opt_string(map, "method")?
+        .unwrap_or_else(|| "POST".into())
+        .to_ascii_uppercase();
     if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
         return Err(bad("config.method must be GET, POST, PUT, PATCH or DELETE"));
     }
@@ -320,7 +417,10 @@ mod tests {
     #[test]
     fn time_forms() {
         let p = |v| NodeConfig::parse(NodeType::Time, &v);
-        assert_eq!(p(json!({"delay_minutes": 1.5})).unwrap(), NodeConfig::Time(TimeConfig::Delay { ms: 90_000 }));
+        assert_eq!(
+            p(json!({"delay_minutes": 1.5})).unwrap(),
+            NodeConfig::Time(TimeConfig::Delay { ms: 90_000 })
+        );
         assert_eq!(
             p(json!({"duration": 2, "unit": "days"})).unwrap(),
             NodeConfig::Time(TimeConfig::Delay { ms: 2 * 86_400_000 })
@@ -333,18 +433,25 @@ mod tests {
 
     #[test]
     fn voice_call_defaults_and_limits() {
-        let NodeConfig::VoiceCall(c) = NodeConfig::parse(NodeType::VoiceCall, &json!({})).unwrap() else { panic!() };
+        let NodeConfig::VoiceCall(c) = NodeConfig::parse(NodeType::VoiceCall, &json!({})).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((c.max_attempts, c.retry_delay_minutes), (1, 60));
         assert_eq!(c.retry_on, vec![CallOutcome::NoAnswer, CallOutcome::Busy]);
         let err = NodeConfig::parse(NodeType::VoiceCall, &json!({"max_attempts": 11})).unwrap_err();
         assert!(err.message.contains("max_attempts"));
-        let err = NodeConfig::parse(NodeType::VoiceCall, &json!({"retry_on": ["COMPLETED"]})).unwrap_err();
+        let err = NodeConfig::parse(NodeType::VoiceCall, &json!({"retry_on": ["COMPLETED"]}))
+            .unwrap_err();
         assert!(err.message.contains("retry_on"));
     }
 
     #[test]
     fn conditional_forms() {
-        let c = NodeConfig::parse(NodeType::Conditional, &json!({"condition_field": "call_status", "branches": ["COMPLETED"]}));
+        let c = NodeConfig::parse(
+            NodeType::Conditional,
+            &json!({"condition_field": "call_status", "branches": ["COMPLETED"]}),
+        );
         assert!(c.is_ok());
         let c = NodeConfig::parse(
             NodeType::Conditional,
@@ -355,10 +462,14 @@ mod tests {
 
     #[test]
     fn application_requires_url() {
-        let err = NodeConfig::parse(NodeType::Application, &json!({"action": "webhook"})).unwrap_err();
+        let err =
+            NodeConfig::parse(NodeType::Application, &json!({"action": "webhook"})).unwrap_err();
         assert!(err.message.contains("url"));
-        let err = NodeConfig::parse(NodeType::Application, &json!({"action": "email", "url": "https://x.example"}))
-            .unwrap_err();
+        let err = NodeConfig::parse(
+            NodeType::Application,
+            &json!({"action": "email", "url": "https://x.example"}),
+        )
+        .unwrap_err();
         assert!(err.message.contains("action"));
     }
 }

@@ -49,7 +49,12 @@ pub struct Problem {
 
 impl Problem {
     fn new(code: &'static str, message: impl Into<String>, node_id: Option<&str>) -> Self {
-        Self { code, message: message.into(), node_id: node_id.map(String::from), edge_id: None }
+        Self {
+            code,
+            message: message.into(),
+            node_id: node_id.map(String::from),
+            edge_id: None,
+        }
     }
 }
 
@@ -80,7 +85,9 @@ fn match_rank(label: &str, outcome: &str) -> Option<u8> {
     if !outcome.is_empty() && label.eq_ignore_ascii_case(outcome) {
         return Some(0);
     }
-    let dnp_outcome = ["NO_ANSWER", "BUSY", "VOICEMAIL"].iter().any(|o| o.eq_ignore_ascii_case(outcome));
+    let dnp_outcome = ["NO_ANSWER", "BUSY", "VOICEMAIL"]
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(outcome));
     (label.eq_ignore_ascii_case("DNP") && dnp_outcome).then_some(1)
 }
 
@@ -109,12 +116,20 @@ impl Graph {
             return Err(Problem::new("no_nodes", "the workflow has no nodes", None));
         }
         if let Some(id) = &self.entry_node_id {
-            return self
-                .node(id)
-                .ok_or_else(|| Problem::new("entry_missing", format!("entry_node_id {id} is not a node of this workflow"), None));
+            return self.node(id).ok_or_else(|| {
+                Problem::new(
+                    "entry_missing",
+                    format!("entry_node_id {id} is not a node of this workflow"),
+                    None,
+                )
+            });
         }
         let targets: HashSet<&str> = self.edges.iter().map(|e| e.to_node_id.as_str()).collect();
-        let roots: Vec<&NodeDef> = self.nodes.iter().filter(|n| !targets.contains(n.id.as_str())).collect();
+        let roots: Vec<&NodeDef> = self
+            .nodes
+            .iter()
+            .filter(|n| !targets.contains(n.id.as_str()))
+            .collect();
         match roots.as_slice() {
             [one] => Ok(one),
             [] => Err(Problem::new(
@@ -127,7 +142,10 @@ impl Graph {
                 format!(
                     "{} nodes have no incoming edge ({}); set entry_node_id or connect them",
                     many.len(),
-                    many.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|n| n.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 None,
             )),
@@ -147,8 +165,16 @@ impl Graph {
         };
         if let Some(entry) = &entry {
             let reached = self.reachable_from(entry);
-            for node in self.nodes.iter().filter(|n| !reached.contains(n.id.as_str())) {
-                errors.push(Problem::new("unreachable_node", format!("node {} is not reachable from the entry node", node.id), Some(&node.id)));
+            for node in self
+                .nodes
+                .iter()
+                .filter(|n| !reached.contains(n.id.as_str()))
+            {
+                errors.push(Problem::new(
+                    "unreachable_node",
+                    format!("node {} is not reachable from the entry node", node.id),
+                    Some(&node.id),
+                ));
             }
         }
         for node in &self.nodes {
@@ -161,42 +187,89 @@ impl Graph {
                 Some(&node_id),
             ));
         }
-        Report { valid: errors.is_empty(), errors, warnings }
+        Report {
+            valid: errors.is_empty(),
+            errors,
+            warnings,
+        }
     }
 
-    fn check_node(&self, node: &NodeDef, directory: &Directory, errors: &mut Vec<Problem>, warnings: &mut Vec<Problem>) {
+    fn check_node(
+        &self,
+        node: &NodeDef,
+        directory: &Directory,
+        errors: &mut Vec<Problem>,
+        warnings: &mut Vec<Problem>,
+    ) {
         let id = Some(node.id.as_str());
         let has_edges = self.edges_from(&node.id).next().is_some();
         if node.node_type.is_terminal() {
             if has_edges {
-                errors.push(Problem::new("terminal_has_edges", format!("{} node {} must not have outgoing edges", node.node_type, node.id), id));
+                errors.push(Problem::new(
+                    "terminal_has_edges",
+                    format!(
+                        "{} node {} must not have outgoing edges",
+                        node.node_type, node.id
+                    ),
+                    id,
+                ));
             }
         } else if !has_edges {
-            errors.push(Problem::new("dead_end", format!("node {} has no outgoing edge", node.id), id));
+            errors.push(Problem::new(
+                "dead_end",
+                format!("node {} has no outgoing edge", node.id),
+                id,
+            ));
         }
         let config = match NodeConfig::parse(node.node_type, &node.config) {
             Ok(config) => config,
             Err(e) => {
-                errors.push(Problem::new("config_invalid", format!("node {}: {}", node.id, e.message), id));
+                errors.push(Problem::new(
+                    "config_invalid",
+                    format!("node {}: {}", node.id, e.message),
+                    id,
+                ));
                 return;
             }
         };
         if has_edges {
             for outcome in config.outcomes() {
                 if self.route(&node.id, &outcome).is_none() {
-                    let shown = if outcome.is_empty() { "its unlabelled edge".to_string() } else { format!("outcome {outcome}") };
-                    errors.push(Problem::new("uncovered_outcome", format!("node {}: no edge takes {shown} and there is no default edge", node.id), id));
+                    let shown = if outcome.is_empty() {
+                        "its unlabelled edge".to_string()
+                    } else {
+                        format!("outcome {outcome}")
+                    };
+                    errors.push(Problem::new(
+                        "uncovered_outcome",
+                        format!(
+                            "node {}: no edge takes {shown} and there is no default edge",
+                            node.id
+                        ),
+                        id,
+                    ));
                 }
             }
         }
         if let NodeConfig::VoiceCall(call) = &config {
             match &call.agent_id {
-                None => errors.push(Problem::new("config_invalid", format!("node {}: config.agent_id is required", node.id), id)),
+                None => errors.push(Problem::new(
+                    "config_invalid",
+                    format!("node {}: config.agent_id is required", node.id),
+                    id,
+                )),
                 Some(agent) => match directory.agents.get(agent) {
-                    None => errors.push(Problem::new("config_invalid", format!("node {}: agent {agent} does not exist", node.id), id)),
+                    None => errors.push(Problem::new(
+                        "config_invalid",
+                        format!("node {}: agent {agent} does not exist", node.id),
+                        id,
+                    )),
                     Some(vars) => {
                         if let Some(known) = &directory.known_variables {
-                            for var in vars.iter().filter(|v| !known.contains(*v) && v.as_str() != "phone_number") {
+                            for var in vars
+                                .iter()
+                                .filter(|v| !known.contains(*v) && v.as_str() != "phone_number")
+                            {
                                 warnings.push(Problem::new(
                                     "unknown_variable",
                                     format!("node {}: agent variable {{{{{var}}}}} is not provided by any enrolled column", node.id),
@@ -208,12 +281,21 @@ impl Graph {
                 },
             }
             match &call.from_phone_number {
-                None => errors.push(Problem::new("config_invalid", format!("node {}: config.from_phone_number is required", node.id), id)),
-                Some(number) if !directory.active_numbers.contains(number) => errors.push(Problem::new(
+                None => errors.push(Problem::new(
                     "config_invalid",
-                    format!("node {}: {number} is not an active phone number of this organization", node.id),
+                    format!("node {}: config.from_phone_number is required", node.id),
                     id,
                 )),
+                Some(number) if !directory.active_numbers.contains(number) => {
+                    errors.push(Problem::new(
+                        "config_invalid",
+                        format!(
+                            "node {}: {number} is not an active phone number of this organization",
+                            node.id
+                        ),
+                        id,
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -241,21 +323,34 @@ impl Graph {
         let edges: Vec<(&str, &str)> = self
             .edges
             .iter()
-            .filter(|e| instant.contains(e.from_node_id.as_str()) && instant.contains(e.to_node_id.as_str()))
+            .filter(|e| {
+                instant.contains(e.from_node_id.as_str()) && instant.contains(e.to_node_id.as_str())
+            })
             .map(|e| (e.from_node_id.as_str(), e.to_node_id.as_str()))
             .collect();
         // Peel nodes without incoming, then without outgoing, edges: what remains lies on a cycle.
         let mut alive = instant;
         loop {
             let before = alive.len();
-            let has_in: HashSet<&str> = edges.iter().filter(|(f, t)| alive.contains(f) && alive.contains(t)).map(|e| e.1).collect();
-            let has_out: HashSet<&str> = edges.iter().filter(|(f, t)| alive.contains(f) && alive.contains(t)).map(|e| e.0).collect();
+            let has_in: HashSet<&str> = edges
+                .iter()
+                .filter(|(f, t)| alive.contains(f) && alive.contains(t))
+                .map(|e| e.1)
+                .collect();
+            let has_out: HashSet<&str> = edges
+                .iter()
+                .filter(|(f, t)| alive.contains(f) && alive.contains(t))
+                .map(|e| e.0)
+                .collect();
             alive.retain(|n| has_in.contains(n) && has_out.contains(n));
             if alive.len() == before {
                 break;
             }
         }
-        self.nodes.iter().find(|n| alive.contains(n.id.as_str())).map(|n| n.id.clone())
+        self.nodes
+            .iter()
+            .find(|n| alive.contains(n.id.as_str()))
+            .map(|n| n.id.clone())
     }
 }
 
@@ -265,11 +360,21 @@ mod tests {
     use serde_json::json;
 
     fn node(id: &str, t: NodeType, config: Value) -> NodeDef {
-        NodeDef { id: id.into(), node_type: t, label: id.into(), config }
+        NodeDef {
+            id: id.into(),
+            node_type: t,
+            label: id.into(),
+            config,
+        }
     }
 
     fn edge(id: &str, from: &str, to: &str, label: Option<&str>) -> EdgeDef {
-        EdgeDef { id: id.into(), from_node_id: from.into(), to_node_id: to.into(), label: label.map(String::from) }
+        EdgeDef {
+            id: id.into(),
+            from_node_id: from.into(),
+            to_node_id: to.into(),
+            label: label.map(String::from),
+        }
     }
 
     #[test]
@@ -295,12 +400,25 @@ mod tests {
     fn checks_report_graph_problems() {
         let g = Graph {
             nodes: vec![
-                node("c", NodeType::Conditional, json!({"logic": "AND", "conditions": [{"field": "x", "operator": "exists"}]})),
-                node("d", NodeType::Conditional, json!({"logic": "AND", "conditions": [{"field": "x", "operator": "exists"}]})),
+                node(
+                    "c",
+                    NodeType::Conditional,
+                    json!({"logic": "AND", "conditions": [{"field": "x", "operator": "exists"}]}),
+                ),
+                node(
+                    "d",
+                    NodeType::Conditional,
+                    json!({"logic": "AND", "conditions": [{"field": "x", "operator": "exists"}]}),
+                ),
                 node("t", NodeType::Converted, json!({})),
                 node("lonely", NodeType::Dropped, json!({})),
             ],
-            edges: vec![edge("e1", "c", "d", Some("true")), edge("e2", "d", "c", None), edge("e3", "c", "t", Some("false")), edge("e4", "t", "d", None)],
+            edges: vec![
+                edge("e1", "c", "d", Some("true")),
+                edge("e2", "d", "c", None),
+                edge("e3", "c", "t", Some("false")),
+                edge("e4", "t", "d", None),
+            ],
             entry_node_id: Some("c".into()),
         };
         let report = g.check(&Directory::default());
@@ -313,7 +431,13 @@ mod tests {
 
     #[test]
     fn entry_rules() {
-        let mut g = Graph { nodes: vec![node("a", NodeType::Converted, json!({})), node("b", NodeType::Dropped, json!({}))], ..Default::default() };
+        let mut g = Graph {
+            nodes: vec![
+                node("a", NodeType::Converted, json!({})),
+                node("b", NodeType::Dropped, json!({})),
+            ],
+            ..Default::default()
+        };
         assert_eq!(g.entry().unwrap_err().code, "entry_ambiguous");
         g.entry_node_id = Some("b".into());
         assert_eq!(g.entry().unwrap().id, "b");

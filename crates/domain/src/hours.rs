@@ -1,9 +1,9 @@
 //! Calling hours in the lead's local time (API.md section 6.5), DST-correct through jiff.
 
 use crate::settings::CallingHours;
+use jiff::Timestamp;
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -25,14 +25,19 @@ fn zones_by_country() -> &'static HashMap<&'static str, Vec<&'static str>> {
 }
 
 /// The zone a lead's calling hours are read in: its own, else its country's only zone, else the workflow's.
-pub fn lead_zone(lead_timezone: Option<&str>, phone_country: Option<&str>, workflow_timezone: &str) -> String {
+pub fn lead_zone(
+    lead_timezone: Option<&str>,
+    phone_country: Option<&str>,
+    workflow_timezone: &str,
+) -> String {
     if let Some(tz) = lead_timezone.filter(|tz| TimeZone::get(tz).is_ok()) {
         return tz.to_string();
     }
-    if let Some(zones) = phone_country.and_then(|c| zones_by_country().get(c)) {
-        if let [only] = zones.as_slice() {
-            return (*only).to_string();
-        }
+    if let Some([only]) = phone_country
+        .and_then(|c| zones_by_country().get(c))
+        .map(Vec::as_slice)
+    {
+        return (*only).to_string();
     }
     workflow_timezone.to_string()
 }
@@ -83,7 +88,11 @@ mod tests {
     use super::*;
 
     fn hours(days: &[&str], start: &str, end: &str) -> CallingHours {
-        CallingHours { days: days.iter().map(|d| d.to_string()).collect(), start: start.into(), end: end.into() }
+        CallingHours {
+            days: days.iter().map(|d| d.to_string()).collect(),
+            start: start.into(),
+            end: end.into(),
+        }
     }
 
     fn ms(text: &str) -> i64 {
@@ -92,13 +101,23 @@ mod tests {
 
     #[test]
     fn bogota_never_admits_three_am() {
-        let h = hours(&["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "09:00", "20:00");
+        let h = hours(
+            &["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "09:00",
+            "20:00",
+        );
         // 03:00 in Bogota (UTC-5) is 08:00 UTC.
         let opening = next_opening(ms("2026-03-10T08:00:00Z"), "America/Bogota", &h).unwrap();
         assert_eq!(opening, ms("2026-03-10T14:00:00Z"));
         // 19:59 local is inside; 20:00 local (01:00 UTC next day) is not.
-        assert_eq!(next_opening(ms("2026-03-11T00:59:00Z"), "America/Bogota", &h), None);
-        assert_eq!(next_opening(ms("2026-03-11T01:00:00Z"), "America/Bogota", &h), Some(ms("2026-03-11T14:00:00Z")));
+        assert_eq!(
+            next_opening(ms("2026-03-11T00:59:00Z"), "America/Bogota", &h),
+            None
+        );
+        assert_eq!(
+            next_opening(ms("2026-03-11T01:00:00Z"), "America/Bogota", &h),
+            Some(ms("2026-03-11T14:00:00Z"))
+        );
     }
 
     #[test]
@@ -108,14 +127,23 @@ mod tests {
         let opening = next_opening(ms("2026-03-07T15:00:00Z"), "America/New_York", &h).unwrap();
         assert_eq!(opening, ms("2026-03-09T13:00:00Z"));
         // The Friday before, 09:00 EST is 14:00 UTC.
-        assert_eq!(next_opening(ms("2026-03-06T13:30:00Z"), "America/New_York", &h), Some(ms("2026-03-06T14:00:00Z")));
+        assert_eq!(
+            next_opening(ms("2026-03-06T13:30:00Z"), "America/New_York", &h),
+            Some(ms("2026-03-06T14:00:00Z"))
+        );
     }
 
     #[test]
     fn zones_by_lead_country_and_workflow() {
-        assert_eq!(lead_zone(Some("Europe/Paris"), Some("IN"), "UTC"), "Europe/Paris");
+        assert_eq!(
+            lead_zone(Some("Europe/Paris"), Some("IN"), "UTC"),
+            "Europe/Paris"
+        );
         assert_eq!(lead_zone(None, Some("IN"), "UTC"), "Asia/Kolkata");
-        assert_eq!(lead_zone(None, Some("US"), "America/Chicago"), "America/Chicago");
+        assert_eq!(
+            lead_zone(None, Some("US"), "America/Chicago"),
+            "America/Chicago"
+        );
         assert_eq!(lead_zone(Some("Not/AZone"), None, "UTC"), "UTC");
     }
 }

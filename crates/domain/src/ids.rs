@@ -19,7 +19,9 @@ pub const REQUEST: &str = "req_";
 fn random_chars(len: usize) -> String {
     // `rand::rng()` is a CSPRNG seeded from the operating system.
     let mut rng = rand::rng();
-    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 pub fn new_id(prefix: &str) -> String {
@@ -34,7 +36,10 @@ pub fn new_secret() -> String {
 /// Whether `value` has the shape of an id with this prefix.
 pub fn is_id(prefix: &str, value: &str) -> bool {
     value.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == ID_LEN && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        rest.len() == ID_LEN
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
     })
 }
 

@@ -1,8 +1,8 @@
 //! Lead rows from CSV files and JSON, checked row by row (API.md section 5).
 
+use crate::Invalid;
 use crate::phone::{self, E164};
 use crate::settings::is_valid_timezone;
-use crate::Invalid;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -62,10 +62,17 @@ pub struct Rejections {
 
 impl Rejections {
     pub fn add(&mut self, reason: RowReason, position: usize, phone_number: Option<String>) {
-        let group = self.groups.entry(reason).or_insert(RowGroup { reason, count: 0, rows: Vec::new() });
+        let group = self.groups.entry(reason).or_insert(RowGroup {
+            reason,
+            count: 0,
+            rows: Vec::new(),
+        });
         group.count += 1;
         if group.rows.len() < LISTED_ROWS_PER_GROUP {
-            group.rows.push(RowRef { position, phone_number });
+            group.rows.push(RowRef {
+                position,
+                phone_number,
+            });
         }
     }
 
@@ -83,7 +90,10 @@ fn header_key(header: &str) -> String {
 }
 
 fn detect_delimiter(header_line: &str) -> u8 {
-    [b',', b';', b'\t'].into_iter().max_by_key(|d| header_line.bytes().filter(|b| b == d).count()).unwrap_or(b',')
+    [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|d| header_line.bytes().filter(|b| b == d).count())
+        .unwrap_or(b',')
 }
 
 enum Column {
@@ -100,7 +110,8 @@ fn invalid_header(message: impl Into<String>) -> Invalid {
 /// Reads a CSV file (UTF-8, optional BOM, `,` `;` or tab detected from the header line).
 pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|_| Invalid::new("invalid_file", "the file is not UTF-8 text (CSV) or XLSX"))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| Invalid::new("invalid_file", "the file is not UTF-8 text (CSV) or XLSX"))?;
     let header_line = text.lines().next().unwrap_or("");
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(detect_delimiter(header_line))
@@ -109,7 +120,12 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
         .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| Invalid::new("invalid_file", format!("the CSV header could not be read: {e}")))?
+        .map_err(|e| {
+            Invalid::new(
+                "invalid_file",
+                format!("the CSV header could not be read: {e}"),
+            )
+        })?
         .iter()
         .map(String::from)
         .collect();
@@ -121,30 +137,55 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(Invalid::new("invalid_file", format!("the CSV could not be read: {e}"))),
+            Err(e) => {
+                return Err(Invalid::new(
+                    "invalid_file",
+                    format!("the CSV could not be read: {e}"),
+                ));
+            }
         }
         let start = record.position().map(|p| p.byte() as usize).unwrap_or(0);
         let end = (reader.position().byte() as usize).min(text.len());
-        let skipped_blank_lines = text.get(start..end).unwrap_or("").bytes().take_while(|b| matches!(b, b'\n' | b'\r')).filter(|b| *b == b'\n').count();
+        let skipped_blank_lines = text
+            .get(start..end)
+            .unwrap_or("")
+            .bytes()
+            .take_while(|b| matches!(b, b'\n' | b'\r'))
+            .filter(|b| *b == b'\n')
+            .count();
         position += 1 + skipped_blank_lines;
         if records.len() >= MAX_ROWS {
-            return Err(Invalid::new("too_many_rows", format!("a file holds at most {MAX_ROWS} rows")));
+            return Err(Invalid::new(
+                "too_many_rows",
+                format!("a file holds at most {MAX_ROWS} rows"),
+            ));
         }
-        records.push((position, record.iter().map(String::from).collect::<Vec<_>>()));
+        records.push((
+            position,
+            record.iter().map(String::from).collect::<Vec<_>>(),
+        ));
     }
     rows_from_table(&headers, records)
 }
 
 /// Turns a header plus `(position, cells)` rows into leads, applying the column rules.
-pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -> Result<Vec<RawLead>, Invalid> {
+pub fn rows_from_table(
+    headers: &[String],
+    records: Vec<(usize, Vec<String>)>,
+) -> Result<Vec<RawLead>, Invalid> {
     let mut columns = Vec::with_capacity(headers.len());
     let mut seen = HashSet::new();
     for (i, header) in headers.iter().enumerate() {
         let key = header_key(header);
         if key.is_empty() {
-            let has_values = records.iter().any(|(_, cells)| cells.get(i).is_some_and(|c| !c.trim().is_empty()));
+            let has_values = records
+                .iter()
+                .any(|(_, cells)| cells.get(i).is_some_and(|c| !c.trim().is_empty()));
             if has_values {
-                return Err(invalid_header(format!("column {} has values but no header", i + 1)));
+                return Err(invalid_header(format!(
+                    "column {} has values but no header",
+                    i + 1
+                )));
             }
             columns.push(Column::Ignored);
             continue;
@@ -160,26 +201,36 @@ pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -
             _ => header.trim().to_string(),
         };
         if !seen.insert(identity.clone()) {
-            return Err(invalid_header(format!("the header {identity} is used twice")));
+            return Err(invalid_header(format!(
+                "the header {identity} is used twice"
+            )));
         }
         columns.push(column);
     }
     if !columns.iter().any(|c| matches!(c, Column::Phone)) {
-        return Err(invalid_header("the file has no phone_number column (accepted: phone_number, Phone Number, phone)"));
+        return Err(invalid_header(
+            "the file has no phone_number column (accepted: phone_number, Phone Number, phone)",
+        ));
     }
     let mut leads = Vec::with_capacity(records.len());
     for (position, cells) in records {
         if cells.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
-        let mut lead = RawLead { position, phone_number: None, variables: Map::new(), timezone: None };
+        let mut lead = RawLead {
+            position,
+            phone_number: None,
+            variables: Map::new(),
+            timezone: None,
+        };
         for (column, cell) in columns.iter().zip(cells) {
             let value = cell.trim();
             match column {
                 Column::Phone if !value.is_empty() => lead.phone_number = Some(value.to_string()),
                 Column::Timezone if !value.is_empty() => lead.timezone = Some(value.to_string()),
                 Column::Variable(name) => {
-                    lead.variables.insert(name.clone(), Value::String(value.to_string()));
+                    lead.variables
+                        .insert(name.clone(), Value::String(value.to_string()));
                 }
                 _ => {}
             }
@@ -192,18 +243,29 @@ pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -
 /// Reads one JSON lead (`phone_number`, `metadata` or `variables`, `timezone`).
 pub fn from_json(position: usize, value: &Value) -> Result<RawLead, Invalid> {
     let bad = |m: String| Invalid::new("validation_failed", m);
-    let obj = value.as_object().ok_or_else(|| bad(format!("lead {position} must be an object")))?;
-    if let Some(key) = obj.keys().find(|k| !["phone_number", "metadata", "variables", "timezone"].contains(&k.as_str())) {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad(format!("lead {position} must be an object")))?;
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !["phone_number", "metadata", "variables", "timezone"].contains(&k.as_str()))
+    {
         return Err(bad(format!("lead {position}: unknown field {key}")));
     }
     let phone_number = match obj.get("phone_number") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => return Err(bad(format!("lead {position}: phone_number must be a string"))),
+        Some(_) => {
+            return Err(bad(format!(
+                "lead {position}: phone_number must be a string"
+            )));
+        }
     };
     if obj.contains_key("metadata") && obj.contains_key("variables") {
-        return Err(bad(format!("lead {position}: send metadata or variables, not both")));
+        return Err(bad(format!(
+            "lead {position}: send metadata or variables, not both"
+        )));
     }
     let mut variables = Map::new();
     match obj.get("metadata").or_else(|| obj.get("variables")) {
@@ -214,7 +276,11 @@ pub fn from_json(position: usize, value: &Value) -> Result<RawLead, Invalid> {
                     Value::String(s) => s.clone(),
                     Value::Null => String::new(),
                     Value::Number(_) | Value::Bool(_) => v.to_string(),
-                    _ => return Err(bad(format!("lead {position}: metadata.{k} must be a string, number or boolean"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "lead {position}: metadata.{k} must be a string, number or boolean"
+                        )));
+                    }
                 };
                 variables.insert(k.trim().to_string(), Value::String(text));
             }
@@ -226,7 +292,12 @@ pub fn from_json(position: usize, value: &Value) -> Result<RawLead, Invalid> {
         Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Some(_) => return Err(bad(format!("lead {position}: timezone must be a string"))),
     };
-    Ok(RawLead { position, phone_number, variables, timezone })
+    Ok(RawLead {
+        position,
+        phone_number,
+        variables,
+        timezone,
+    })
 }
 
 /// Row checks: phone to E.164, destination country, time zone and size limits.
@@ -240,7 +311,12 @@ pub fn check_row(
         return fail(RowReason::TooManyColumns, &raw);
     }
     let too_long = |s: &str| s.chars().count() > MAX_CELL_CHARS;
-    if raw.variables.values().any(|v| v.as_str().is_some_and(too_long)) || raw.phone_number.as_deref().is_some_and(too_long) {
+    if raw
+        .variables
+        .values()
+        .any(|v| v.as_str().is_some_and(too_long))
+        || raw.phone_number.as_deref().is_some_and(too_long)
+    {
         return fail(RowReason::ValueTooLong, &raw);
     }
     let Some(text) = raw.phone_number.as_deref() else {
@@ -249,15 +325,24 @@ pub fn check_row(
     let Some(phone) = phone::normalize(text, default_country) else {
         return fail(RowReason::InvalidPhoneNumber, &raw);
     };
-    if let Some(allowed) = allowed_countries {
-        if !phone.country.as_ref().is_some_and(|c| allowed.contains(c)) {
-            return fail(RowReason::UnsupportedDestinationCountry, &raw);
-        }
+    if let Some(allowed) = allowed_countries
+        && !phone.country.as_ref().is_some_and(|c| allowed.contains(c))
+    {
+        return fail(RowReason::UnsupportedDestinationCountry, &raw);
     }
-    if raw.timezone.as_deref().is_some_and(|tz| !is_valid_timezone(tz)) {
+    if raw
+        .timezone
+        .as_deref()
+        .is_some_and(|tz| !is_valid_timezone(tz))
+    {
         return fail(RowReason::InvalidTimezone, &raw);
     }
-    Ok(LeadCandidate { position: raw.position, phone, variables: raw.variables, timezone: raw.timezone })
+    Ok(LeadCandidate {
+        position: raw.position,
+        phone,
+        variables: raw.variables,
+        timezone: raw.timezone,
+    })
 }
 
 #[cfg(test)]
@@ -276,10 +361,20 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        assert_eq!(read_csv(b"name,city\nA,B\n").unwrap_err().code, "invalid_header");
-        assert_eq!(read_csv(b"phone,name,name\n1,A,B\n").unwrap_err().code, "invalid_header");
-        assert_eq!(read_csv(b"phone,,x\n1,A,B\n").unwrap_err().code, "invalid_header");
-        let rows = read_csv(b"PHONE-NUMBER,Time Zone,timezone,\n+12015550101,a,Asia/Kolkata,\n").unwrap();
+        assert_eq!(
+            read_csv(b"name,city\nA,B\n").unwrap_err().code,
+            "invalid_header"
+        );
+        assert_eq!(
+            read_csv(b"phone,name,name\n1,A,B\n").unwrap_err().code,
+            "invalid_header"
+        );
+        assert_eq!(
+            read_csv(b"phone,,x\n1,A,B\n").unwrap_err().code,
+            "invalid_header"
+        );
+        let rows =
+            read_csv(b"PHONE-NUMBER,Time Zone,timezone,\n+12015550101,a,Asia/Kolkata,\n").unwrap();
         assert_eq!(rows[0].timezone.as_deref(), Some("Asia/Kolkata"));
         assert_eq!(rows[0].variables.keys().collect::<Vec<_>>(), ["Time Zone"]);
     }
@@ -292,14 +387,39 @@ mod tests {
             variables: Map::new(),
             timezone: tz.map(String::from),
         };
-        assert_eq!(check_row(raw(None, None), None, None).unwrap_err().0, RowReason::MissingPhoneNumber);
-        assert_eq!(check_row(raw(Some("+999123456789"), None), None, None).unwrap_err().0, RowReason::InvalidPhoneNumber);
-        assert_eq!(check_row(raw(Some("+12015550122"), Some("Mars/Olympus_Mons")), None, None).unwrap_err().0, RowReason::InvalidTimezone);
+        assert_eq!(
+            check_row(raw(None, None), None, None).unwrap_err().0,
+            RowReason::MissingPhoneNumber
+        );
+        assert_eq!(
+            check_row(raw(Some("+999123456789"), None), None, None)
+                .unwrap_err()
+                .0,
+            RowReason::InvalidPhoneNumber
+        );
+        assert_eq!(
+            check_row(
+                raw(Some("+12015550122"), Some("Mars/Olympus_Mons")),
+                None,
+                None
+            )
+            .unwrap_err()
+            .0,
+            RowReason::InvalidTimezone
+        );
         let only_in: HashSet<String> = ["IN".to_string()].into();
         assert_eq!(
-            check_row(raw(Some("+12015550122"), None), None, Some(&only_in)).unwrap_err().0,
+            check_row(raw(Some("+12015550122"), None), None, Some(&only_in))
+                .unwrap_err()
+                .0,
             RowReason::UnsupportedDestinationCountry
         );
-        assert_eq!(check_row(raw(Some("9876543210"), None), Some("IN"), Some(&only_in)).unwrap().phone.number, "+919876543210");
+        assert_eq!(
+            check_row(raw(Some("9876543210"), None), Some("IN"), Some(&only_in))
+                .unwrap()
+                .phone
+                .number,
+            "+919876543210"
+        );
     }
 }

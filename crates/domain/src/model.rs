@@ -47,7 +47,11 @@ impl WorkflowStatus {
 
     /// Parses a list filter value; `running` is the reference's legacy alias of `active`.
     pub fn parse_filter(text: &str) -> Option<Self> {
-        if text == "running" { Some(Self::Active) } else { Self::parse(text) }
+        if text == "running" {
+            Some(Self::Active)
+        } else {
+            Self::parse(text)
+        }
     }
 }
 
@@ -63,7 +67,11 @@ impl LeadStatus {
 
     /// Parses a list filter value; `active` is the reference's alias of `in_progress`.
     pub fn parse_filter(text: &str) -> Option<Self> {
-        if text == "active" { Some(Self::InProgress) } else { Self::parse(text) }
+        if text == "active" {
+            Some(Self::InProgress)
+        } else {
+            Self::parse(text)
+        }
     }
 }
 

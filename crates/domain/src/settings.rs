@@ -1,12 +1,18 @@
 //! Workflow `settings`: parsed and validated as a whole, merged key by key on PATCH.
 
-use crate::model::Reenrollment;
 use crate::Invalid;
+use crate::model::Reenrollment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-const KEYS: &[&str] =
-    &["timezone", "default_country", "max_concurrent_calls", "calling_hours", "auto_complete", "reenrollment"];
+const KEYS: &[&str] = &[
+    "timezone",
+    "default_country",
+    "max_concurrent_calls",
+    "calling_hours",
+    "auto_complete",
+    "reenrollment",
+];
 pub const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,12 +25,18 @@ pub struct CallingHours {
 impl CallingHours {
     /// Minutes after midnight of `start` and `end`.
     pub fn window_minutes(&self) -> (u32, u32) {
-        (parse_hhmm(&self.start).unwrap_or(0), parse_hhmm(&self.end).unwrap_or(0))
+        (
+            parse_hhmm(&self.start).unwrap_or(0),
+            parse_hhmm(&self.end).unwrap_or(0),
+        )
     }
 
     /// Monday = 0 .. Sunday = 6.
     pub fn day_indexes(&self) -> Vec<usize> {
-        self.days.iter().filter_map(|d| DAYS.iter().position(|x| x == d)).collect()
+        self.days
+            .iter()
+            .filter_map(|d| DAYS.iter().position(|x| x == d))
+            .collect()
     }
 }
 
@@ -87,7 +99,10 @@ impl WorkflowSettings {
         };
         for (key, value) in patch {
             if !KEYS.contains(&key.as_str()) {
-                return Err(invalid(format!("settings.{key} is not a known setting (known: {})", KEYS.join(", "))));
+                return Err(invalid(format!(
+                    "settings.{key} is not a known setting (known: {})",
+                    KEYS.join(", ")
+                )));
             }
             fields.insert(key.clone(), value.clone());
         }
@@ -97,7 +112,11 @@ impl WorkflowSettings {
     fn from_fields(f: &Map<String, Value>) -> Result<Self, Invalid> {
         let timezone = match f.get("timezone") {
             Some(Value::String(tz)) if is_valid_timezone(tz) => tz.clone(),
-            _ => return Err(invalid("settings.timezone must be an IANA time zone name such as \"Asia/Kolkata\"")),
+            _ => {
+                return Err(invalid(
+                    "settings.timezone must be an IANA time zone name such as \"Asia/Kolkata\"",
+                ));
+            }
         };
         let default_country = match f.get("default_country") {
             None | Some(Value::Null) => None,
@@ -108,7 +127,11 @@ impl WorkflowSettings {
         };
         let max_concurrent_calls = match f.get("max_concurrent_calls").and_then(Value::as_u64) {
             Some(n @ 1..=1000) => n as u32,
-            _ => return Err(invalid("settings.max_concurrent_calls must be an integer from 1 to 1000")),
+            _ => {
+                return Err(invalid(
+                    "settings.max_concurrent_calls must be an integer from 1 to 1000",
+                ));
+            }
         };
         let calling_hours = match f.get("calling_hours") {
             None | Some(Value::Null) => None,
@@ -118,11 +141,27 @@ impl WorkflowSettings {
             Some(Value::Bool(b)) => *b,
             _ => return Err(invalid("settings.auto_complete must be a boolean")),
         };
-        let reenrollment = match f.get("reenrollment").and_then(Value::as_str).and_then(Reenrollment::parse) {
+        let reenrollment = match f
+            .get("reenrollment")
+            .and_then(Value::as_str)
+            .and_then(Reenrollment::parse)
+        {
             Some(r) => r,
-            None => return Err(invalid(format!("settings.reenrollment must be one of: {}", Reenrollment::names()))),
+            None => {
+                return Err(invalid(format!(
+                    "settings.reenrollment must be one of: {}",
+                    Reenrollment::names()
+                )));
+            }
         };
-        Ok(Self { timezone, default_country, max_concurrent_calls, calling_hours, auto_complete, reenrollment })
+        Ok(Self {
+            timezone,
+            default_country,
+            max_concurrent_calls,
+            calling_hours,
+            auto_complete,
+            reenrollment,
+        })
     }
 }
 
@@ -131,16 +170,25 @@ fn parse_calling_hours(value: &Value) -> Result<CallingHours, Invalid> {
         invalid("settings.calling_hours must be null or {\"days\": [\"mon\", ...], \"start\": \"HH:MM\", \"end\": \"HH:MM\"}")
     })?;
     if hours.days.is_empty() {
-        return Err(invalid("settings.calling_hours.days must name at least one day"));
+        return Err(invalid(
+            "settings.calling_hours.days must name at least one day",
+        ));
     }
     if let Some(bad) = hours.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
-        return Err(invalid(format!("settings.calling_hours.days: \"{bad}\" is not one of {}", DAYS.join(", "))));
+        return Err(invalid(format!(
+            "settings.calling_hours.days: \"{bad}\" is not one of {}",
+            DAYS.join(", ")
+        )));
     }
     let (Some(start), Some(end)) = (parse_hhmm(&hours.start), parse_hhmm(&hours.end)) else {
-        return Err(invalid("settings.calling_hours.start and end must be \"HH:MM\" (24-hour)"));
+        return Err(invalid(
+            "settings.calling_hours.start and end must be \"HH:MM\" (24-hour)",
+        ));
     };
     if start >= end {
-        return Err(invalid("settings.calling_hours.start must be before end (windows across midnight are not supported)"));
+        return Err(invalid(
+            "settings.calling_hours.start must be before end (windows across midnight are not supported)",
+        ));
     }
     Ok(hours)
 }
@@ -152,10 +200,14 @@ mod tests {
 
     #[test]
     fn merges_key_by_key() {
-        let s = WorkflowSettings::default().merged(&json!({"timezone": "Asia/Kolkata"})).unwrap();
+        let s = WorkflowSettings::default()
+            .merged(&json!({"timezone": "Asia/Kolkata"}))
+            .unwrap();
         assert_eq!(s.timezone, "Asia/Kolkata");
         assert_eq!(s.max_concurrent_calls, 10);
-        let s = s.merged(&json!({"max_concurrent_calls": 3, "default_country": "in"})).unwrap();
+        let s = s
+            .merged(&json!({"max_concurrent_calls": 3, "default_country": "in"}))
+            .unwrap();
         assert_eq!(s.timezone, "Asia/Kolkata");
         assert_eq!(s.default_country.as_deref(), Some("IN"));
     }
@@ -166,7 +218,10 @@ mod tests {
         for (patch, field) in [
             (json!({"timezone": "Mars/Base"}), "timezone"),
             (json!({"max_concurrent_calls": 0}), "max_concurrent_calls"),
-            (json!({"calling_hours": {"days": ["mon"], "start": "18:00", "end": "09:00"}}), "start"),
+            (
+                json!({"calling_hours": {"days": ["mon"], "start": "18:00", "end": "09:00"}}),
+                "start",
+            ),
             (json!({"colour": 1}), "colour"),
         ] {
             let err = base.merged(&patch).unwrap_err();

@@ -32,10 +32,10 @@ pub fn analysis(variables: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
     if let Some(text) = variables.get("sim_analysis").and_then(Value::as_str) {
         for pair in text.split(';') {
-            if let Some((k, v)) = pair.split_once('=') {
-                if !k.trim().is_empty() {
-                    out.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
-                }
+            if let Some((k, v)) = pair.split_once('=')
+                && !k.trim().is_empty()
+            {
+                out.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
             }
         }
     }
@@ -46,7 +46,11 @@ pub fn analysis(variables: &Map<String, Value>) -> Map<String, Value> {
 pub fn talk_seconds(variables: &Map<String, Value>) -> u32 {
     variables
         .get("sim_duration_seconds")
-        .and_then(|v| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()).or_else(|| v.as_f64()))
+        .and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .or_else(|| v.as_f64())
+        })
         .filter(|n| n.is_finite() && *n >= 0.0)
         .map(|n| n.min(86_400.0) as u32)
         .unwrap_or(DEFAULT_TALK_SECONDS)
@@ -69,25 +73,48 @@ mod tests {
 
     #[test]
     fn listed_outcomes_repeat_the_last() {
-        let vars = json!({"sim_outcome": "NO_ANSWER, busy"}).as_object().unwrap().clone();
+        let vars = json!({"sim_outcome": "NO_ANSWER, busy"})
+            .as_object()
+            .unwrap()
+            .clone();
         let got: Vec<_> = (1..=4).map(|n| outcome(&vars, "wlead_x", n)).collect();
-        assert_eq!(got, [CallOutcome::NoAnswer, CallOutcome::Busy, CallOutcome::Busy, CallOutcome::Busy]);
+        assert_eq!(
+            got,
+            [
+                CallOutcome::NoAnswer,
+                CallOutcome::Busy,
+                CallOutcome::Busy,
+                CallOutcome::Busy
+            ]
+        );
     }
 
     #[test]
     fn unlisted_outcomes_are_repeatable() {
         let vars = Map::new();
         for n in 1..20 {
-            assert_eq!(outcome(&vars, "wlead_abc", n), outcome(&vars, "wlead_abc", n));
+            assert_eq!(
+                outcome(&vars, "wlead_abc", n),
+                outcome(&vars, "wlead_abc", n)
+            );
         }
-        let completed = (0..1000).filter(|i| outcome(&vars, &format!("wlead_{i}"), 1) == CallOutcome::Completed).count();
+        let completed = (0..1000)
+            .filter(|i| outcome(&vars, &format!("wlead_{i}"), 1) == CallOutcome::Completed)
+            .count();
         assert!((500..700).contains(&completed), "{completed}");
     }
 
     #[test]
     fn analysis_and_duration() {
-        let vars = json!({"sim_analysis": "interest=yes; budget=250000", "sim_duration_seconds": "74"}).as_object().unwrap().clone();
-        assert_eq!(Value::Object(analysis(&vars)), json!({"interest": "yes", "budget": "250000"}));
+        let vars =
+            json!({"sim_analysis": "interest=yes; budget=250000", "sim_duration_seconds": "74"})
+                .as_object()
+                .unwrap()
+                .clone();
+        assert_eq!(
+            Value::Object(analysis(&vars)),
+            json!({"interest": "yes", "budget": "250000"})
+        );
         assert_eq!(talk_seconds(&vars), 74);
         assert_eq!(talk_seconds(&Map::new()), 30);
     }

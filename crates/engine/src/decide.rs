@@ -2,15 +2,19 @@
 //! compute the lead's next committed state. Instant nodes run on in memory until the lead must wait.
 
 use crate::action::{ActionRequest, ActionResult};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use switchboard_domain::condition::{self, DataContext};
 use switchboard_domain::config::{ApplicationConfig, NodeConfig, TimeConfig, VoiceCallConfig};
 use switchboard_domain::hours;
 use switchboard_domain::ids;
-use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
+use switchboard_domain::model::{
+    CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus,
+};
 use switchboard_domain::simulator;
-use switchboard_store::engine::{CallFinish, CallWrite, HistoryWrite, LeadChange, LeadRow, WorkflowSnapshot};
+use switchboard_store::engine::{
+    CallFinish, CallWrite, HistoryWrite, LeadChange, LeadRow, WorkflowSnapshot,
+};
 use switchboard_store::records::Call;
 
 /// Steps a lead may run in a row without placing a call or waiting (API.md 6.7).
@@ -32,7 +36,9 @@ pub(crate) struct BatchContext {
 
 impl BatchContext {
     fn scaled(&self, ms: i64) -> i64 {
-        (ms as f64 / self.time_scale.max(f64::MIN_POSITIVE)).round().max(0.0) as i64
+        (ms as f64 / self.time_scale.max(f64::MIN_POSITIVE))
+            .round()
+            .max(0.0) as i64
     }
 }
 
@@ -43,7 +49,9 @@ pub(crate) struct Decision {
 
 /// Whether `lead` is still waiting for the result of the action started at `step_seq`.
 pub(crate) fn awaits_result(lead: &LeadRow, step_seq: i64) -> bool {
-    lead.status == LeadStatus::InProgress && lead.state == Some(LeadState::Running) && lead.step_seq == Some(step_seq)
+    lead.status == LeadStatus::InProgress
+        && lead.state == Some(LeadState::Running)
+        && lead.step_seq == Some(step_seq)
 }
 
 struct Work<'a> {
@@ -58,7 +66,12 @@ struct Work<'a> {
     freed_call_slot: bool,
 }
 
-pub(crate) fn decide(lead: LeadRow, input: Input, snap: &WorkflowSnapshot, batch: &mut BatchContext) -> Decision {
+pub(crate) fn decide(
+    lead: LeadRow,
+    input: Input,
+    snap: &WorkflowSnapshot,
+    batch: &mut BatchContext,
+) -> Decision {
     let expected_seq = lead.seq;
     let mut work = Work {
         lead,
@@ -72,7 +85,15 @@ pub(crate) fn decide(lead: LeadRow, input: Input, snap: &WorkflowSnapshot, batch
         freed_call_slot: false,
     };
     work.step(input);
-    let Work { mut lead, history, calls, action, lease_until, freed_call_slot, .. } = work;
+    let Work {
+        mut lead,
+        history,
+        calls,
+        action,
+        lease_until,
+        freed_call_slot,
+        ..
+    } = work;
     lead.seq = expected_seq + 1;
     Decision {
         change: LeadChange {
@@ -99,7 +120,10 @@ impl Work<'_> {
 
     fn current_node(&self) -> Option<(String, NodeType, String, Value)> {
         let id = self.lead.current_node_id.as_deref()?;
-        self.snap.graph.node(id).map(|n| (n.id.clone(), n.node_type, n.label.clone(), n.config.clone()))
+        self.snap
+            .graph
+            .node(id)
+            .map(|n| (n.id.clone(), n.node_type, n.label.clone(), n.config.clone()))
     }
 
     fn step(&mut self, input: Input) {
@@ -108,7 +132,13 @@ impl Work<'_> {
         }
         let state = self.lead.state.unwrap_or(LeadState::Ready);
         if let Some(reason) = self.lead.removal.clone().filter(|_| !state.is_in_flight()) {
-            self.write_entry(StepStatus::Skipped, None, None, Some(json!({"reason": reason})), true);
+            self.write_entry(
+                StepStatus::Skipped,
+                None,
+                None,
+                Some(json!({"reason": reason})),
+                true,
+            );
             return self.finish(LeadStatus::Removed, Some(reason));
         }
         match (state, input) {
@@ -131,31 +161,51 @@ impl Work<'_> {
                     self.run_current();
                 }
             }
-            (LeadState::Waiting | LeadState::OutsideHours | LeadState::Throttled | LeadState::Paused, Input::Due) => {
-                match self.current_node() {
-                    Some((_, NodeType::Time, ..)) => {
-                        if self.after_outcome("", None) {
-                            self.run_current();
-                        }
+            (
+                LeadState::Waiting
+                | LeadState::OutsideHours
+                | LeadState::Throttled
+                | LeadState::Paused,
+                Input::Due,
+            ) => match self.current_node() {
+                Some((_, NodeType::Time, ..)) => {
+                    if self.after_outcome("", None) {
+                        self.run_current();
                     }
-                    Some((_, NodeType::VoiceCall, _, config)) => match NodeConfig::parse(NodeType::VoiceCall, &config) {
-                        Ok(NodeConfig::VoiceCall(c)) => self.try_dial(&c),
-                        _ => self.fail("config_invalid", "the VOICE_CALL node's config is invalid".into()),
-                    },
-                    _ => self.fail("node_missing", "the lead's node no longer exists".into()),
                 }
-            }
+                Some((_, NodeType::VoiceCall, _, config)) => {
+                    match NodeConfig::parse(NodeType::VoiceCall, &config) {
+                        Ok(NodeConfig::VoiceCall(c)) => self.try_dial(&c),
+                        _ => self.fail(
+                            "config_invalid",
+                            "the VOICE_CALL node's config is invalid".into(),
+                        ),
+                    }
+                }
+                _ => self.fail("node_missing", "the lead's node no longer exists".into()),
+            },
         }
     }
 
     /// Upserts the lead's current history entry.
-    fn write_entry(&mut self, status: StepStatus, outcome: Option<&str>, edge: Option<(&str, &str)>, detail: Option<Value>, exit: bool) {
+    fn write_entry(
+        &mut self,
+        status: StepStatus,
+        outcome: Option<&str>,
+        edge: Option<(&str, &str)>,
+        detail: Option<Value>,
+        exit: bool,
+    ) {
         if self.lead.visit == 0 {
             return;
         }
         let (node_id, node_type, label) = match self.current_node() {
             Some((id, t, label, _)) => (id, t, label),
-            None => (self.lead.current_node_id.clone().unwrap_or_default(), NodeType::Conditional, String::new()),
+            None => (
+                self.lead.current_node_id.clone().unwrap_or_default(),
+                NodeType::Conditional,
+                String::new(),
+            ),
         };
         let is_call = node_type == NodeType::VoiceCall;
         self.history.push(HistoryWrite {
@@ -167,7 +217,11 @@ impl Work<'_> {
             outcome: outcome.filter(|o| !o.is_empty()).map(String::from),
             edge_id: edge.map(|e| e.0.to_string()),
             next_node_id: edge.map(|e| e.1.to_string()),
-            call_id: if is_call { self.lead.current_call_id.clone() } else { None },
+            call_id: if is_call {
+                self.lead.current_call_id.clone()
+            } else {
+                None
+            },
             attempts: (is_call && self.lead.attempt > 0).then_some(self.lead.attempt),
             detail,
             entered_at: self.now(),
@@ -200,7 +254,13 @@ impl Work<'_> {
     }
 
     fn fail(&mut self, code: &str, message: String) {
-        self.write_entry(StepStatus::Failed, None, None, Some(json!({"error": code, "message": message})), true);
+        self.write_entry(
+            StepStatus::Failed,
+            None,
+            None,
+            Some(json!({"error": code, "message": message})),
+            true,
+        );
         self.finish(LeadStatus::Failed, Some(code.to_string()));
     }
 
@@ -220,10 +280,17 @@ impl Work<'_> {
         }
         let node_id = self.lead.current_node_id.clone().unwrap_or_default();
         let Some(edge) = self.snap.graph.route(&node_id, outcome) else {
-            let shown = if outcome.is_empty() { "(none)" } else { outcome };
+            let shown = if outcome.is_empty() {
+                "(none)"
+            } else {
+                outcome
+            };
             let mut detail = detail.unwrap_or_else(|| json!({}));
             if let Value::Object(map) = &mut detail {
-                map.insert("stalled".into(), json!(format!("no edge from this node takes outcome {shown}")));
+                map.insert(
+                    "stalled".into(),
+                    json!(format!("no edge from this node takes outcome {shown}")),
+                );
             }
             self.lead.pending_outcome = Some(outcome.to_string());
             self.wait(LeadState::Stalled, None, Some(detail));
@@ -232,7 +299,13 @@ impl Work<'_> {
             return false;
         };
         let (edge_id, next) = (edge.id.clone(), edge.to_node_id.clone());
-        self.write_entry(StepStatus::Completed, Some(outcome), Some((&edge_id, &next)), detail, true);
+        self.write_entry(
+            StepStatus::Completed,
+            Some(outcome),
+            Some((&edge_id, &next)),
+            detail,
+            true,
+        );
         self.lead.pending_outcome = None;
         self.lead.exit_reason = None;
         if !self.active() {
@@ -251,7 +324,10 @@ impl Work<'_> {
         loop {
             self.lead.instant_steps += 1;
             if self.lead.instant_steps > LOOP_LIMIT {
-                return self.fail("loop_limit", format!("more than {LOOP_LIMIT} steps without a call or a wait"));
+                return self.fail(
+                    "loop_limit",
+                    format!("more than {LOOP_LIMIT} steps without a call or a wait"),
+                );
             }
             let Some((_, node_type, _, raw)) = self.current_node() else {
                 return self.fail("node_missing", "the lead's node no longer exists".into());
@@ -263,8 +339,21 @@ impl Work<'_> {
             let (outcome, detail) = match config {
                 NodeConfig::Terminal { reason } => {
                     self.write_entry(StepStatus::Completed, None, None, None, true);
-                    let status = if node_type == NodeType::Converted { LeadStatus::Completed } else { LeadStatus::Dropped };
-                    let reason = reason.or_else(|| Some(if status == LeadStatus::Completed { "converted" } else { "dropped" }.into()));
+                    let status = if node_type == NodeType::Converted {
+                        LeadStatus::Completed
+                    } else {
+                        LeadStatus::Dropped
+                    };
+                    let reason = reason.or_else(|| {
+                        Some(
+                            if status == LeadStatus::Completed {
+                                "converted"
+                            } else {
+                                "dropped"
+                            }
+                            .into(),
+                        )
+                    });
                     return self.finish(status, reason);
                 }
                 NodeConfig::Conditional(c) => {
@@ -284,7 +373,10 @@ impl Work<'_> {
                         self.lead.instant_steps = 0;
                         return self.wait(LeadState::Waiting, Some(due), Some(json!({"until_field": field, "until": switchboard_domain::time::format_ms(due)})));
                     }
-                    Err(note) => (String::new(), Some(json!({"until_field": field, "note": note}))),
+                    Err(note) => (
+                        String::new(),
+                        Some(json!({"until_field": field, "note": note})),
+                    ),
                 },
                 NodeConfig::VoiceCall(c) => return self.try_dial(&c),
                 NodeConfig::Application(a) => return self.start_action(&a, None),
@@ -306,19 +398,27 @@ impl Work<'_> {
     }
 
     fn lead_zone(&self) -> String {
-        hours::lead_zone(self.lead.timezone.as_deref(), self.lead.phone_country.as_deref(), &self.snap.settings.timezone)
+        hours::lead_zone(
+            self.lead.timezone.as_deref(),
+            self.lead.phone_country.as_deref(),
+            &self.snap.settings.timezone,
+        )
     }
 
     /// The instant a `until_field` TIME node waits for, or why it continues at once.
     fn until_instant(&self, field: &str) -> Result<i64, String> {
-        let value = self.data().lookup(field).ok_or_else(|| format!("{field} is missing; continued at once"))?;
+        let value = self
+            .data()
+            .lookup(field)
+            .ok_or_else(|| format!("{field} is missing; continued at once"))?;
         let text = condition::text_of(&value);
         let text = text.trim();
         let instant = text
             .parse::<jiff::Timestamp>()
             .map(|t| t.as_millisecond())
             .or_else(|_| {
-                let zone = jiff::tz::TimeZone::get(&self.lead_zone()).unwrap_or(jiff::tz::TimeZone::UTC);
+                let zone =
+                    jiff::tz::TimeZone::get(&self.lead_zone()).unwrap_or(jiff::tz::TimeZone::UTC);
                 text.parse::<jiff::civil::DateTime>()
                     .or_else(|_| text.parse::<jiff::civil::Date>().map(|d| d.at(0, 0, 0, 0)))
                     .and_then(|dt| dt.to_zoned_datetime(zone))
@@ -326,17 +426,25 @@ impl Work<'_> {
             })
             .map_err(|_| format!("{field} = {text:?} is not a date-time; continued at once"))?;
         if instant <= self.now() {
-            return Err(format!("{field} = {text} is in the past; continued at once"));
+            return Err(format!(
+                "{field} = {text} is in the past; continued at once"
+            ));
         }
         Ok(instant)
     }
 
     fn try_dial(&mut self, c: &VoiceCallConfig) {
         let (Some(agent_id), Some(from)) = (c.agent_id.clone(), c.from_phone_number.clone()) else {
-            return self.fail("config_invalid", "the VOICE_CALL node has no agent_id or from_phone_number".into());
+            return self.fail(
+                "config_invalid",
+                "the VOICE_CALL node has no agent_id or from_phone_number".into(),
+            );
         };
         if !self.snap.numbers.contains(&from) {
-            return self.fail("config_invalid", format!("{from} is not an active phone number of this organization"));
+            return self.fail(
+                "config_invalid",
+                format!("{from} is not an active phone number of this organization"),
+            );
         }
         if let Some(window) = &self.snap.settings.calling_hours {
             let zone = self.lead_zone();
@@ -346,9 +454,18 @@ impl Work<'_> {
             }
         }
         let cap = self.snap.settings.max_concurrent_calls;
-        let in_flight = self.batch.calls_in_flight.entry(self.lead.workflow_id.clone()).or_insert(0);
+        let in_flight = self
+            .batch
+            .calls_in_flight
+            .entry(self.lead.workflow_id.clone())
+            .or_insert(0);
         if *in_flight >= cap {
-            self.lead.queued_at = Some(self.lead.queued_at.or(self.lead.due_at).unwrap_or(self.batch.now));
+            self.lead.queued_at = Some(
+                self.lead
+                    .queued_at
+                    .or(self.lead.due_at)
+                    .unwrap_or(self.batch.now),
+            );
             return self.wait(LeadState::Throttled, None, None);
         }
         *in_flight += 1;
@@ -364,7 +481,11 @@ impl Work<'_> {
         let step_seq = self.expected_seq + 1;
         let outcome = simulator::outcome(&self.lead.variables, &self.lead.id, self.lead.call_count);
         let answered = outcome == CallOutcome::Completed;
-        let talk_ms = if answered { i64::from(simulator::talk_seconds(&self.lead.variables)) * 1000 } else { 0 };
+        let talk_ms = if answered {
+            i64::from(simulator::talk_seconds(&self.lead.variables)) * 1000
+        } else {
+            0
+        };
         let call_id = ids::new_id(ids::CALL);
         self.calls.push(CallWrite::Insert(Box::new(Call {
             id: call_id.clone(),
@@ -376,7 +497,11 @@ impl Work<'_> {
             from_phone_number: from,
             to_phone_number: self.lead.phone_number.clone(),
             attempt: self.lead.attempt,
-            status: if answered { CallStatus::InProgress } else { CallStatus::Initiated },
+            status: if answered {
+                CallStatus::InProgress
+            } else {
+                CallStatus::Initiated
+            },
             outcome: None,
             end_reason: None,
             duration_seconds: None,
@@ -404,7 +529,11 @@ impl Work<'_> {
         let now = self.now();
         let outcome = simulator::outcome(&self.lead.variables, &self.lead.id, self.lead.call_count);
         let answered = outcome == CallOutcome::Completed;
-        let talk = if answered { simulator::talk_seconds(&self.lead.variables) } else { 0 };
+        let talk = if answered {
+            simulator::talk_seconds(&self.lead.variables)
+        } else {
+            0
+        };
         let analysis = answered.then(|| Value::Object(simulator::analysis(&self.lead.variables)));
         if let Some(call_id) = self.lead.current_call_id.clone() {
             self.calls.push(CallWrite::Finish(CallFinish {
@@ -416,7 +545,8 @@ impl Work<'_> {
                 transcript: answered.then(|| "[simulated call]".to_string()),
                 summary: answered.then(|| format!("Simulated call completed after {talk} s.")),
                 analysis: analysis.clone(),
-                answered_at: matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail).then_some(now),
+                answered_at: matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail)
+                    .then_some(now),
                 ended_at: now,
             }));
         }
@@ -428,15 +558,23 @@ impl Work<'_> {
                                 "attempts": self.lead.attempt, "analysis": analysis.unwrap_or_else(|| json!({})),
                                 "id": self.lead.current_call_id});
         self.facts_mut().insert("call".into(), call_facts);
-        let config = self.current_node().and_then(|(_, t, _, raw)| match NodeConfig::parse(t, &raw) {
-            Ok(NodeConfig::VoiceCall(c)) => Some(c),
-            _ => None,
-        });
+        let config =
+            self.current_node()
+                .and_then(|(_, t, _, raw)| match NodeConfig::parse(t, &raw) {
+                    Ok(NodeConfig::VoiceCall(c)) => Some(c),
+                    _ => None,
+                });
         if let Some(c) = config {
-            let retry = self.lead.removal.is_none() && c.retry_on.contains(&outcome) && self.lead.attempt < c.max_attempts;
+            let retry = self.lead.removal.is_none()
+                && c.retry_on.contains(&outcome)
+                && self.lead.attempt < c.max_attempts;
             if retry {
                 let due = now + self.batch.scaled(i64::from(c.retry_delay_minutes) * 60_000);
-                return self.wait(LeadState::Waiting, Some(due), Some(json!({"last_outcome": outcome.as_str()})));
+                return self.wait(
+                    LeadState::Waiting,
+                    Some(due),
+                    Some(json!({"last_outcome": outcome.as_str()})),
+                );
             }
         }
         if self.after_outcome(outcome.as_str(), None) {
@@ -454,8 +592,14 @@ impl Work<'_> {
     fn render_json(&self, value: &Value) -> Value {
         match value {
             Value::String(s) => Value::String(self.data().render(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.render_json(v)).collect()),
-            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), self.render_json(v))).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.render_json(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.render_json(v)))
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }
@@ -466,7 +610,11 @@ impl Work<'_> {
         let request = ActionRequest {
             method: a.method.clone(),
             url: data.render(&a.url),
-            headers: a.headers.iter().map(|(k, v)| (k.clone(), data.render(v))).collect(),
+            headers: a
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), data.render(v)))
+                .collect(),
             body: a.body.as_ref().map(|b| self.render_json(b)),
             timeout_ms: a.timeout_ms,
             step_seq,
@@ -484,9 +632,15 @@ impl Work<'_> {
     /// An action whose result was never recorded (a crash, an expired lease): send it again with the
     /// same idempotency key so the receiver can drop the repeat.
     fn redrive_action(&mut self) {
-        match self.current_node().map(|(_, t, _, raw)| NodeConfig::parse(t, &raw)) {
+        match self
+            .current_node()
+            .map(|(_, t, _, raw)| NodeConfig::parse(t, &raw))
+        {
             Some(Ok(NodeConfig::Application(a))) => self.start_action(&a, self.lead.step_seq),
-            _ => self.fail("config_invalid", "the APPLICATION node's config is invalid".into()),
+            _ => self.fail(
+                "config_invalid",
+                "the APPLICATION node's config is invalid".into(),
+            ),
         }
     }
 

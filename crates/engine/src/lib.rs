@@ -6,7 +6,7 @@ mod decide;
 
 pub use action::{ActionRequest, ActionResult};
 
-use decide::{decide, BatchContext, Input};
+use decide::{BatchContext, Input, decide};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use switchboard_domain::ids;
 use switchboard_domain::time::now_ms;
 use switchboard_store::engine::{LeadChange, WorkflowSnapshot};
 use switchboard_store::{Store, StoreResult};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{Notify, mpsc, watch};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -32,7 +32,13 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { time_scale: 1.0, allow_private_targets: false, batch_size: 256, lease_ms: 30_000, idle_poll_ms: 1_000 }
+        Self {
+            time_scale: 1.0,
+            allow_private_targets: false,
+            batch_size: 256,
+            lease_ms: 30_000,
+            idle_poll_ms: 1_000,
+        }
     }
 }
 
@@ -54,13 +60,25 @@ pub struct Engine {
     http: reqwest::Client,
 }
 
+/// Installs the process-wide TLS crypto provider (ring) that outbound HTTPS uses; idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig, waker: Waker) -> Self {
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { store, config, owner: ids::new_id("engine_"), waker, http }
+        Self {
+            store,
+            config,
+            owner: ids::new_id("engine_"),
+            waker,
+            http,
+        }
     }
 
     /// Runs until `shutdown` turns true. Steps in flight at shutdown keep their lease and are re-driven
@@ -104,16 +122,30 @@ impl Engine {
 
     /// One batch: apply finished actions, claim due leads, decide, commit, start effects.
     /// Returns whether a full batch was claimed (more may be due).
-    async fn tick(&self, results: &mut Vec<ActionResult>, results_tx: &mpsc::UnboundedSender<ActionResult>) -> StoreResult<bool> {
+    async fn tick(
+        &self,
+        results: &mut Vec<ActionResult>,
+        results_tx: &mpsc::UnboundedSender<ActionResult>,
+    ) -> StoreResult<bool> {
         let now = now_ms();
         let mut inputs = Vec::new();
         for result in std::mem::take(results) {
             match self.store.load_lead_row(&result.lead_id).await? {
-                Some(lead) if decide::awaits_result(&lead, result.step_seq) => inputs.push((lead, Input::ActionResult(result))),
+                Some(lead) if decide::awaits_result(&lead, result.step_seq) => {
+                    inputs.push((lead, Input::ActionResult(result)))
+                }
                 _ => tracing::debug!(lead = %result.lead_id, "dropping a stale action result"),
             }
         }
-        let claimed = self.store.claim_due(&self.owner, now, now + self.config.lease_ms, self.config.batch_size).await?;
+        let claimed = self
+            .store
+            .claim_due(
+                &self.owner,
+                now,
+                now + self.config.lease_ms,
+                self.config.batch_size,
+            )
+            .await?;
         let full = claimed.len() as u32 >= self.config.batch_size;
         inputs.extend(claimed.into_iter().map(|lead| (lead, Input::Due)));
         if inputs.is_empty() {
@@ -121,10 +153,10 @@ impl Engine {
         }
         let mut snapshots: HashMap<String, Arc<WorkflowSnapshot>> = HashMap::new();
         for (lead, _) in &inputs {
-            if !snapshots.contains_key(&lead.workflow_id) {
-                if let Some(snapshot) = self.store.engine_snapshot(&lead.workflow_id).await? {
-                    snapshots.insert(lead.workflow_id.clone(), Arc::new(snapshot));
-                }
+            if !snapshots.contains_key(&lead.workflow_id)
+                && let Some(snapshot) = self.store.engine_snapshot(&lead.workflow_id).await?
+            {
+                snapshots.insert(lead.workflow_id.clone(), Arc::new(snapshot));
             }
         }
         let workflow_ids: Vec<String> = snapshots.keys().cloned().collect();
@@ -137,7 +169,9 @@ impl Engine {
         let mut actions: Vec<(String, ActionRequest)> = Vec::new();
         let mut pending_results = HashMap::new();
         for (lead, input) in inputs {
-            let Some(snapshot) = snapshots.get(&lead.workflow_id) else { continue };
+            let Some(snapshot) = snapshots.get(&lead.workflow_id) else {
+                continue;
+            };
             if let Input::ActionResult(result) = &input {
                 pending_results.insert(lead.id.clone(), result.clone());
             }

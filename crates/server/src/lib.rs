@@ -5,9 +5,10 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_api::extract::hash_secret;
+pub use switchboard_engine::install_crypto_provider;
 use switchboard_engine::{Engine, EngineConfig, Waker};
-use switchboard_store::records::ApiKeyRecord;
 use switchboard_store::Store;
+use switchboard_store::records::ApiKeyRecord;
 use switchboard_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,7 +19,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Opens the store named by `url` (its scheme picks the backend).
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url).await.with_context(|| format!("opening {url}"))?;
+        let store = SqliteStore::connect(url)
+            .await
+            .with_context(|| format!("opening {url}"))?;
         return Ok(Arc::new(store));
     }
     anyhow::bail!("unsupported database URL {url:?}: this version supports sqlite://PATH")
@@ -30,12 +33,21 @@ pub struct IssuedKey {
     pub api_key: String,
 }
 
-pub async fn issue_key(store: &dyn Store, org_name: &str, label: Option<&str>) -> anyhow::Result<IssuedKey> {
+pub async fn issue_key(
+    store: &dyn Store,
+    org_name: &str,
+    label: Option<&str>,
+) -> anyhow::Result<IssuedKey> {
     let org = store.ensure_organization(org_name).await?;
     let key_id = switchboard_domain::ids::new_id(switchboard_domain::ids::API_KEY);
     let secret = switchboard_domain::ids::new_secret();
-    let record = store.create_api_key(&org.id, label, &key_id, &hash_secret(&secret)).await?;
-    Ok(IssuedKey { record, api_key: format!("sbk_{key_id}_{secret}") })
+    let record = store
+        .create_api_key(&org.id, label, &key_id, &hash_secret(&secret))
+        .await?;
+    Ok(IssuedKey {
+        record,
+        api_key: format!("sbk_{key_id}_{secret}"),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +63,11 @@ pub struct Running {
 }
 
 /// Serves the API and runs the engine on `listener` until `shutdown` is sent.
-pub async fn start(store: Arc<dyn Store>, listener: TcpListener, config: ServeConfig) -> anyhow::Result<Running> {
+pub async fn start(
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    config: ServeConfig,
+) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let waker = Waker::default();
@@ -68,10 +84,9 @@ pub async fn start(store: Arc<dyn Store>, listener: TcpListener, config: ServeCo
         engine_task.await?;
         Ok(())
     });
-    Ok(Running { addr, shutdown: shutdown_tx, done })
-}
-
-/// Installs the process-wide TLS crypto provider (ring) used by outbound HTTPS.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(Running {
+        addr,
+        shutdown: shutdown_tx,
+        done,
+    })
 }

@@ -1,6 +1,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchboard::{install_crypto_provider, issue_key, open_store, start, ServeConfig, DEFAULT_DATABASE_URL, DEFAULT_LISTEN};
+use switchboard::{
+    DEFAULT_DATABASE_URL, DEFAULT_LISTEN, ServeConfig, install_crypto_provider, issue_key,
+    open_store, start,
+};
 use switchboard_engine::EngineConfig;
 use tokio::net::TcpListener;
 
@@ -40,7 +43,11 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_TIME_SCALE", default_value_t = 1.0)]
     time_scale: f64,
     /// Let APPLICATION webhooks reach loopback and private addresses.
-    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_TARGETS", default_value_t = false)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ALLOW_PRIVATE_TARGETS",
+        default_value_t = false
+    )]
     allow_private_targets: bool,
 }
 
@@ -65,7 +72,9 @@ enum KeysCommand {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("SWITCHBOARD_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -77,7 +86,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -94,10 +104,19 @@ async fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(database).await?;
     if store.organization_count().await? == 0 {
         let key = issue_key(store.as_ref(), "default", Some("first key")).await?;
-        println!("Created organization \"default\". Its API key (shown once, keep it):\n{}", key.api_key);
+        println!(
+            "Created organization \"default\". Its API key (shown once, keep it):\n{}",
+            key.api_key
+        );
     }
-    let listener = TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    let engine = EngineConfig { time_scale: args.time_scale, allow_private_targets: args.allow_private_targets, ..Default::default() };
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let engine = EngineConfig {
+        time_scale: args.time_scale,
+        allow_private_targets: args.allow_private_targets,
+        ..Default::default()
+    };
     let running = start(store, listener, ServeConfig { engine }).await?;
     tracing::info!(addr = %running.addr, database, "switchboard is serving");
     shutdown_signal().await;
@@ -138,8 +157,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 KeysCommand::List => {
                     for key in store.list_api_keys().await? {
-                        let status = if key.revoked_at.is_some() { "revoked" } else { "active" };
-                        println!("{}\t{}\t{}\t{}", key.id, key.organization_name, key.name.unwrap_or_default(), status);
+                        let status = if key.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            key.id,
+                            key.organization_name,
+                            key.name.unwrap_or_default(),
+                            status
+                        );
                     }
                 }
                 KeysCommand::Revoke { key_id } => {

@@ -1,15 +1,21 @@
 //! Claims and fenced batch commits for the engine.
 
-use crate::rows::{self, json_text, Db};
+use crate::rows::{self, Db, json_text};
 use crate::workflows::{snapshot, wake_throttled};
-use crate::{maybe_complete, SqliteStore};
+use crate::{SqliteStore, maybe_complete};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use switchboard_domain::model::LeadStatus;
-use switchboard_store::engine::*;
 use switchboard_store::StoreResult;
+use switchboard_store::engine::*;
 
-pub(crate) async fn claim_due(store: &SqliteStore, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>> {
+pub(crate) async fn claim_due(
+    store: &SqliteStore,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> StoreResult<Vec<LeadRow>> {
     let rows = sqlx::query(
         "UPDATE leads SET lease_owner = ?1, lease_until = ?2
          WHERE id IN (
@@ -26,12 +32,18 @@ pub(crate) async fn claim_due(store: &SqliteStore, owner: &str, now: i64, lease_
     .fetch_all(&store.writer)
     .await
     .db()?;
-    let mut leads = rows.iter().map(rows::lead_row).collect::<StoreResult<Vec<_>>>()?;
+    let mut leads = rows
+        .iter()
+        .map(rows::lead_row)
+        .collect::<StoreResult<Vec<_>>>()?;
     leads.sort_by_key(|l| (l.due_at, l.enrol_order));
     Ok(leads)
 }
 
-pub(crate) async fn load_lead_row(store: &SqliteStore, lead_id: &str) -> StoreResult<Option<LeadRow>> {
+pub(crate) async fn load_lead_row(
+    store: &SqliteStore,
+    lead_id: &str,
+) -> StoreResult<Option<LeadRow>> {
     let row = sqlx::query("SELECT *, rowid AS enrol_order FROM leads WHERE id = ?")
         .bind(lead_id)
         .fetch_optional(&store.writer)
@@ -40,20 +52,27 @@ pub(crate) async fn load_lead_row(store: &SqliteStore, lead_id: &str) -> StoreRe
     row.as_ref().map(rows::lead_row).transpose()
 }
 
-pub(crate) async fn engine_snapshot(store: &SqliteStore, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {
+pub(crate) async fn engine_snapshot(
+    store: &SqliteStore,
+    workflow_id: &str,
+) -> StoreResult<Option<WorkflowSnapshot>> {
     let mut conn = store.read().await?;
-    let org: Option<String> = sqlx::query_scalar("SELECT organization_id FROM workflows WHERE id = ?")
-        .bind(workflow_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?;
+    let org: Option<String> =
+        sqlx::query_scalar("SELECT organization_id FROM workflows WHERE id = ?")
+            .bind(workflow_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
     match org {
         Some(org) => Ok(Some(snapshot(&mut conn, &org, workflow_id).await?.0)),
         None => Ok(None),
     }
 }
 
-pub(crate) async fn calls_in_flight(store: &SqliteStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
+pub(crate) async fn calls_in_flight(
+    store: &SqliteStore,
+    workflow_ids: &[String],
+) -> StoreResult<HashMap<String, u32>> {
     let mut out = HashMap::new();
     let mut conn = store.writer.acquire().await.db()?;
     for id in workflow_ids {
@@ -67,16 +86,22 @@ pub(crate) async fn calls_in_flight(store: &SqliteStore, workflow_ids: &[String]
     Ok(out)
 }
 
-pub(crate) async fn commit_changes(store: &SqliteStore, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {
+pub(crate) async fn commit_changes(
+    store: &SqliteStore,
+    owner: &str,
+    now: i64,
+    changes: Vec<LeadChange>,
+) -> StoreResult<CommitResult> {
     let mut tx = store.writer.begin().await.db()?;
     let mut revisions = HashMap::new();
     for change in &changes {
         if !revisions.contains_key(&change.lead.workflow_id) {
-            let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
-                .bind(&change.lead.workflow_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .db()?;
+            let revision: Option<i64> =
+                sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+                    .bind(&change.lead.workflow_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .db()?;
             revisions.insert(change.lead.workflow_id.clone(), revision);
         }
     }
@@ -277,10 +302,12 @@ pub(crate) async fn release_all_leases(store: &SqliteStore, now: i64) -> StoreRe
         .execute(&mut *tx)
         .await
         .db()?;
-    sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
-        .execute(&mut *tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+    )
+    .execute(&mut *tx)
+    .await
+    .db()?;
     sqlx::query("UPDATE leads SET due_at = queued_at WHERE state = 'throttled' AND due_at IS NULL")
         .execute(&mut *tx)
         .await

@@ -1,8 +1,8 @@
 //! Lead enrolment, reads, removal and history; call records.
 
-use crate::rows::{self, json_text, Db};
+use crate::rows::{self, Db, json_text};
 use crate::workflows::{graph_of, load_edges, load_nodes, load_workflow};
-use crate::{maybe_complete, not_found, remove_leads_where, SqliteStore};
+use crate::{SqliteStore, maybe_complete, not_found, remove_leads_where};
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashSet;
 use switchboard_domain::config::NodeConfig;
@@ -16,18 +16,32 @@ use switchboard_store::*;
 const LEAD_SELECT: &str = "SELECT l.*, l.rowid AS enrol_order, w.status AS workflow_status
   FROM leads l JOIN workflows w ON w.id = l.workflow_id";
 
-pub(crate) async fn enrol_leads(store: &SqliteStore, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome> {
+pub(crate) async fn enrol_leads(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    leads: Vec<LeadCandidate>,
+) -> StoreResult<EnrolOutcome> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, workflow_id).await?;
     if workflow.status.is_final() {
-        return Err(StoreError::conflict("workflow_final", format!("workflow is {}; it takes no more leads", workflow.status)));
+        return Err(StoreError::conflict(
+            "workflow_final",
+            format!("workflow is {}; it takes no more leads", workflow.status),
+        ));
     }
     let entry = if workflow.status == WorkflowStatus::Active {
         let nodes = load_nodes(&mut tx, workflow_id).await?;
         let edges = load_edges(&mut tx, workflow_id).await?;
         let graph = graph_of(&workflow, &nodes, &edges);
-        Some(graph.entry().map_err(|p| StoreError::conflict(p.code, p.message))?.id.clone())
+        Some(
+            graph
+                .entry()
+                .map_err(|p| StoreError::conflict(p.code, p.message))?
+                .id
+                .clone(),
+        )
     } else {
         None
     };
@@ -41,7 +55,9 @@ pub(crate) async fn enrol_leads(store: &SqliteStore, org: &str, workflow_id: &st
             continue;
         }
         let blocking = match workflow.settings.reenrollment {
-            Reenrollment::Never => "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ?",
+            Reenrollment::Never => {
+                "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ?"
+            }
             Reenrollment::AfterExit => {
                 "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ? AND status IN ('pending', 'in_progress')"
             }
@@ -99,10 +115,19 @@ pub(crate) async fn enrol_leads(store: &SqliteStore, org: &str, workflow_id: &st
         _ => None,
     };
     tx.commit().await.db()?;
-    Ok(EnrolOutcome { enrolled_count: ids_in_order.len() as u64, single, duplicates_skipped: duplicates })
+    Ok(EnrolOutcome {
+        enrolled_count: ids_in_order.len() as u64,
+        single,
+        duplicates_skipped: duplicates,
+    })
 }
 
-async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+async fn load_lead(
+    conn: &mut SqliteConnection,
+    org: &str,
+    workflow_id: &str,
+    lead_id: &str,
+) -> StoreResult<Lead> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{LEAD_SELECT} WHERE l.id = ? AND l.workflow_id = ? AND l.organization_id = ?"
     )))
@@ -116,7 +141,13 @@ async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, le
     rows::lead(&row)
 }
 
-pub(crate) async fn list_leads(store: &SqliteStore, org: &str, workflow_id: &str, filter: &LeadFilter, page: PageRequest) -> StoreResult<Page<Lead>> {
+pub(crate) async fn list_leads(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    filter: &LeadFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Lead>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     // A paused workflow shows its waiting leads as `paused`; the state filter follows what is shown.
@@ -150,22 +181,38 @@ pub(crate) async fn list_leads(store: &SqliteStore, org: &str, workflow_id: &str
     .fetch_all(&mut *conn)
     .await
     .db()?;
-    Ok(Page { data: rows.iter().map(rows::lead).collect::<StoreResult<_>>()?, total: total as u64 })
+    Ok(Page {
+        data: rows.iter().map(rows::lead).collect::<StoreResult<_>>()?,
+        total: total as u64,
+    })
 }
 
-pub(crate) async fn get_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+pub(crate) async fn get_lead(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    lead_id: &str,
+) -> StoreResult<Lead> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_lead(&mut conn, org, workflow_id, lead_id).await
 }
 
-pub(crate) async fn remove_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()> {
+pub(crate) async fn remove_lead(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    lead_id: &str,
+) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     load_workflow(&mut tx, org, workflow_id).await?;
     let lead = load_lead(&mut tx, org, workflow_id, lead_id).await?;
     if lead.status.is_final() {
-        return Err(StoreError::conflict("lead_final", format!("lead is already {}", lead.status)));
+        return Err(StoreError::conflict(
+            "lead_final",
+            format!("lead is already {}", lead.status),
+        ));
     }
     remove_leads_where(&mut tx, "id = ?3", lead_id, "removed_via_api", now).await?;
     maybe_complete(&mut tx, workflow_id, now).await?;
@@ -173,7 +220,12 @@ pub(crate) async fn remove_lead(store: &SqliteStore, org: &str, workflow_id: &st
     Ok(())
 }
 
-pub(crate) async fn lead_history(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<(Lead, Vec<HistoryEntry>)> {
+pub(crate) async fn lead_history(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    lead_id: &str,
+) -> StoreResult<(Lead, Vec<HistoryEntry>)> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     let lead = load_lead(&mut conn, org, workflow_id, lead_id).await?;
@@ -182,11 +234,18 @@ pub(crate) async fn lead_history(store: &SqliteStore, org: &str, workflow_id: &s
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    let entries = rows.iter().map(rows::history_entry).collect::<StoreResult<_>>()?;
+    let entries = rows
+        .iter()
+        .map(rows::history_entry)
+        .collect::<StoreResult<_>>()?;
     Ok((lead, entries))
 }
 
-pub(crate) async fn variable_keys(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<String>> {
+pub(crate) async fn variable_keys(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+) -> StoreResult<Vec<String>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
@@ -196,7 +255,11 @@ pub(crate) async fn variable_keys(store: &SqliteStore, org: &str, workflow_id: &
         .db()
 }
 
-pub(crate) async fn allowed_destinations(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>> {
+pub(crate) async fn allowed_destinations(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+) -> StoreResult<Option<Vec<String>>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     let nodes = load_nodes(&mut conn, workflow_id).await?;
@@ -226,7 +289,12 @@ pub(crate) async fn allowed_destinations(store: &SqliteStore, org: &str, workflo
     Ok(Some(allowed.into_iter().collect()))
 }
 
-pub(crate) async fn list_calls(store: &SqliteStore, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>> {
+pub(crate) async fn list_calls(
+    store: &SqliteStore,
+    org: &str,
+    filter: &CallFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Call>> {
     let mut conn = store.read().await?;
     let condition = "organization_id = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR workflow_lead_id = ?3)
         AND (?4 IS NULL OR agent_id = ?4) AND (?5 IS NULL OR status = ?5) AND (?6 IS NULL OR created_at >= ?6)
@@ -242,10 +310,12 @@ pub(crate) async fn list_calls(store: &SqliteStore, org: &str, filter: &CallFilt
                 .bind(filter.to)
         };
     }
-    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM calls WHERE {condition}"))))
-        .fetch_one(&mut *conn)
-        .await
-        .db()?;
+    let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM calls WHERE {condition}"
+    ))))
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
     let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT * FROM calls WHERE {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?8 OFFSET ?9"
     ))))
@@ -254,7 +324,10 @@ pub(crate) async fn list_calls(store: &SqliteStore, org: &str, filter: &CallFilt
     .fetch_all(&mut *conn)
     .await
     .db()?;
-    Ok(Page { data: rows.iter().map(rows::call).collect::<StoreResult<_>>()?, total: total as u64 })
+    Ok(Page {
+        data: rows.iter().map(rows::call).collect::<StoreResult<_>>()?,
+        total: total as u64,
+    })
 }
 
 pub(crate) async fn get_call(store: &SqliteStore, org: &str, id: &str) -> StoreResult<Call> {

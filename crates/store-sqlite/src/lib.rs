@@ -28,12 +28,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.db()?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .db()?;
         sqlx::migrate!("./migrations")
             .run(&writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migrations failed: {e}")))?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.db()?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .db()?;
         Ok(Self { writer, reader })
     }
 
@@ -43,7 +51,11 @@ impl SqliteStore {
 }
 
 /// Runs `UPDATE workflows` bookkeeping shared by every graph or status change.
-async fn bump_revision(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<()> {
+async fn bump_revision(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query("UPDATE workflows SET revision = revision + 1, updated_at = ? WHERE id = ?")
         .bind(now)
         .bind(workflow_id)
@@ -54,7 +66,11 @@ async fn bump_revision(conn: &mut SqliteConnection, workflow_id: &str, now: i64)
 }
 
 /// Marks an active workflow `completed` when `auto_complete` is on and every one of its leads is final.
-async fn maybe_complete(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<bool> {
+async fn maybe_complete(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+    now: i64,
+) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE workflows SET status = 'completed', revision = revision + 1, updated_at = ?1
          WHERE id = ?2 AND status = 'active' AND json_extract(settings, '$.auto_complete') = 1
@@ -70,7 +86,12 @@ async fn maybe_complete(conn: &mut SqliteConnection, workflow_id: &str, now: i64
 }
 
 /// Closes the open history entry of each listed lead as `skipped`.
-async fn skip_open_entries(conn: &mut SqliteConnection, lead_ids: &[String], reason: &str, now: i64) -> StoreResult<()> {
+async fn skip_open_entries(
+    conn: &mut SqliteConnection,
+    lead_ids: &[String],
+    reason: &str,
+    now: i64,
+) -> StoreResult<()> {
     let detail = rows::json_text(&serde_json::json!({"reason": reason}));
     for id in lead_ids {
         sqlx::query(
@@ -89,7 +110,13 @@ async fn skip_open_entries(conn: &mut SqliteConnection, lead_ids: &[String], rea
 
 /// Ends leads now (`removed` with `reason`) unless a step is in flight; those get `removal` set and end
 /// when the step finishes. Every touched lead's `seq` moves, fencing out stale engine work.
-async fn remove_leads_where(conn: &mut SqliteConnection, condition: &str, bind: &str, reason: &str, now: i64) -> StoreResult<u64> {
+async fn remove_leads_where(
+    conn: &mut SqliteConnection,
+    condition: &str,
+    bind: &str,
+    reason: &str,
+    now: i64,
+) -> StoreResult<u64> {
     let ended: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE leads SET status = 'removed', state = NULL, due_at = NULL, queued_at = NULL, exit_reason = ?1,
              finished_at = ?2, updated_at = ?2, seq = seq + 1, lease_owner = NULL, lease_until = NULL
@@ -129,11 +156,18 @@ use switchboard_store::*;
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.db().map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .db()
+            .map(|_| ())
     }
 
     async fn organization_count(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations").fetch_one(&self.reader).await.db()?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+            .fetch_one(&self.reader)
+            .await
+            .db()?;
         Ok(n as u64)
     }
 
@@ -141,7 +175,13 @@ impl Store for SqliteStore {
         workflows::ensure_organization(self, name).await
     }
 
-    async fn create_api_key(&self, org: &str, name: Option<&str>, key_id: &str, hash: &str) -> StoreResult<ApiKeyRecord> {
+    async fn create_api_key(
+        &self,
+        org: &str,
+        name: Option<&str>,
+        key_id: &str,
+        hash: &str,
+    ) -> StoreResult<ApiKeyRecord> {
         workflows::create_api_key(self, org, name, key_id, hash).await
     }
 
@@ -169,11 +209,21 @@ impl Store for SqliteStore {
         workflows::get_agent(&self.reader, org, id).await
     }
 
-    async fn create_phone_number(&self, org: &str, number: NewPhoneNumber) -> StoreResult<PhoneNumber> {
+    async fn create_phone_number(
+        &self,
+        org: &str,
+        number: NewPhoneNumber,
+    ) -> StoreResult<PhoneNumber> {
         workflows::create_phone_number(self, org, number).await
     }
 
-    async fn list_phone_numbers(&self, org: &str, status: Option<&str>, country: Option<&str>, page: PageRequest) -> StoreResult<Page<PhoneNumber>> {
+    async fn list_phone_numbers(
+        &self,
+        org: &str,
+        status: Option<&str>,
+        country: Option<&str>,
+        page: PageRequest,
+    ) -> StoreResult<Page<PhoneNumber>> {
         workflows::list_phone_numbers(self, org, status, country, page).await
     }
 
@@ -185,7 +235,12 @@ impl Store for SqliteStore {
         workflows::create_workflow(self, org, workflow).await
     }
 
-    async fn list_workflows(&self, org: &str, filter: &WorkflowFilter, page: PageRequest) -> StoreResult<Page<Workflow>> {
+    async fn list_workflows(
+        &self,
+        org: &str,
+        filter: &WorkflowFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Workflow>> {
         workflows::list_workflows(self, org, filter, page).await
     }
 
@@ -193,7 +248,12 @@ impl Store for SqliteStore {
         workflows::get_workflow(self, org, id).await
     }
 
-    async fn update_workflow(&self, org: &str, id: &str, patch: WorkflowPatch) -> StoreResult<Workflow> {
+    async fn update_workflow(
+        &self,
+        org: &str,
+        id: &str,
+        patch: WorkflowPatch,
+    ) -> StoreResult<Workflow> {
         workflows::update_workflow(self, org, id, patch).await
     }
 
@@ -201,15 +261,29 @@ impl Store for SqliteStore {
         workflows::delete_workflow(self, org, id).await
     }
 
-    async fn duplicate_workflow(&self, org: &str, id: &str, title: Option<String>) -> StoreResult<Workflow> {
+    async fn duplicate_workflow(
+        &self,
+        org: &str,
+        id: &str,
+        title: Option<String>,
+    ) -> StoreResult<Workflow> {
         workflows::duplicate_workflow(self, org, id, title).await
     }
 
-    async fn transition_workflow(&self, org: &str, id: &str, action: Lifecycle) -> StoreResult<Workflow> {
+    async fn transition_workflow(
+        &self,
+        org: &str,
+        id: &str,
+        action: Lifecycle,
+    ) -> StoreResult<Workflow> {
         workflows::transition_workflow(self, org, id, action).await
     }
 
-    async fn workflow_snapshot(&self, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
+    async fn workflow_snapshot(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
         workflows::workflow_snapshot(self, org, id).await
     }
 
@@ -225,11 +299,23 @@ impl Store for SqliteStore {
         workflows::get_node(self, org, workflow_id, node_id).await
     }
 
-    async fn update_node(&self, org: &str, workflow_id: &str, node_id: &str, patch: NodePatch) -> StoreResult<Node> {
+    async fn update_node(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        node_id: &str,
+        patch: NodePatch,
+    ) -> StoreResult<Node> {
         workflows::update_node(self, org, workflow_id, node_id, patch).await
     }
 
-    async fn delete_node(&self, org: &str, workflow_id: &str, node_id: &str, leads: NodeLeads) -> StoreResult<()> {
+    async fn delete_node(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        node_id: &str,
+        leads: NodeLeads,
+    ) -> StoreResult<()> {
         workflows::delete_node(self, org, workflow_id, node_id, leads).await
     }
 
@@ -245,11 +331,22 @@ impl Store for SqliteStore {
         workflows::delete_edge(self, org, workflow_id, edge_id).await
     }
 
-    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome> {
+    async fn enrol_leads(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        leads: Vec<LeadCandidate>,
+    ) -> StoreResult<EnrolOutcome> {
         leads::enrol_leads(self, org, workflow_id, leads).await
     }
 
-    async fn list_leads(&self, org: &str, workflow_id: &str, filter: &LeadFilter, page: PageRequest) -> StoreResult<Page<Lead>> {
+    async fn list_leads(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        filter: &LeadFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Lead>> {
         leads::list_leads(self, org, workflow_id, filter, page).await
     }
 
@@ -261,7 +358,12 @@ impl Store for SqliteStore {
         leads::remove_lead(self, org, workflow_id, lead_id).await
     }
 
-    async fn lead_history(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<(Lead, Vec<HistoryEntry>)> {
+    async fn lead_history(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        lead_id: &str,
+    ) -> StoreResult<(Lead, Vec<HistoryEntry>)> {
         leads::lead_history(self, org, workflow_id, lead_id).await
     }
 
@@ -269,11 +371,20 @@ impl Store for SqliteStore {
         leads::variable_keys(self, org, workflow_id).await
     }
 
-    async fn allowed_destinations(&self, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>> {
+    async fn allowed_destinations(
+        &self,
+        org: &str,
+        workflow_id: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
         leads::allowed_destinations(self, org, workflow_id).await
     }
 
-    async fn list_calls(&self, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>> {
+    async fn list_calls(
+        &self,
+        org: &str,
+        filter: &CallFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Call>> {
         leads::list_calls(self, org, filter, page).await
     }
 
@@ -281,7 +392,13 @@ impl Store for SqliteStore {
         leads::get_call(self, org, id).await
     }
 
-    async fn claim_due(&self, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>> {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LeadRow>> {
         engine::claim_due(self, owner, now, lease_until, limit).await
     }
 
@@ -297,7 +414,12 @@ impl Store for SqliteStore {
         engine::calls_in_flight(self, workflow_ids).await
     }
 
-    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {
+    async fn commit_changes(
+        &self,
+        owner: &str,
+        now: i64,
+        changes: Vec<LeadChange>,
+    ) -> StoreResult<CommitResult> {
         engine::commit_changes(self, owner, now, changes).await
     }
 

@@ -1,9 +1,11 @@
 //! Row → record mapping and small SQL helpers.
 
 use serde_json::{Map, Value};
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
-use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
+use sqlx::sqlite::SqliteRow;
+use switchboard_domain::model::{
+    CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus,
+};
 use switchboard_domain::settings::WorkflowSettings;
 use switchboard_store::engine::LeadRow;
 use switchboard_store::records::*;
@@ -25,7 +27,9 @@ pub(crate) fn json_text(value: &impl serde::Serialize) -> String {
 
 fn json_col(row: &SqliteRow, col: &str) -> StoreResult<Value> {
     let text: Option<String> = row.try_get(col).db()?;
-    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null))
 }
 
 fn object_col(row: &SqliteRow, col: &str) -> StoreResult<Map<String, Value>> {
@@ -39,7 +43,11 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Backend(format!("unexpected {what} {value:?} in the database"))
 }
 
-pub(crate) fn parse_enum<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+pub(crate) fn parse_enum<T>(
+    what: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+) -> StoreResult<T> {
     parse(text).ok_or_else(|| corrupt(what, text))
 }
 
@@ -48,7 +56,10 @@ fn opt_enum<T>(row: &SqliteRow, col: &str, parse: fn(&str) -> Option<T>) -> Stor
     text.map(|t| parse_enum(col, &t, parse)).transpose()
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    col: &str,
+) -> StoreResult<T> {
     row.try_get(col).db()
 }
 
@@ -90,8 +101,11 @@ pub(crate) fn phone_number(row: &SqliteRow) -> StoreResult<PhoneNumber> {
         status: get(row, "status")?,
         provider: get(row, "provider")?,
         provider_config: redact(json_col(row, "provider_config")?),
-        allowed_destination_countries: serde_json::from_value(json_col(row, "allowed_destination_countries")?)
-            .unwrap_or_default(),
+        allowed_destination_countries: serde_json::from_value(json_col(
+            row,
+            "allowed_destination_countries",
+        )?)
+        .unwrap_or_default(),
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -170,9 +184,17 @@ pub(crate) fn lead(row: &SqliteRow) -> StoreResult<Lead> {
         metadata: object_col(row, "metadata")?,
         timezone: get(row, "timezone")?,
         status,
-        state: if status == LeadStatus::InProgress { state } else { None },
+        state: if status == LeadStatus::InProgress {
+            state
+        } else {
+            None
+        },
         current_node_id: get(row, "current_node_id")?,
-        next_action_at: if status == LeadStatus::InProgress { due_at } else { None },
+        next_action_at: if status == LeadStatus::InProgress {
+            due_at
+        } else {
+            None
+        },
         exit_reason: get(row, "exit_reason")?,
         enrolled_at: get(row, "enrolled_at")?,
         created_at: get(row, "created_at")?,
@@ -183,7 +205,10 @@ pub(crate) fn lead(row: &SqliteRow) -> StoreResult<Lead> {
 
 /// States that a paused workflow shows as `paused` (a step in flight or a stall is still shown as it is).
 pub(crate) fn shows_paused(state: LeadState) -> bool {
-    matches!(state, LeadState::Ready | LeadState::Waiting | LeadState::OutsideHours | LeadState::Throttled)
+    matches!(
+        state,
+        LeadState::Ready | LeadState::Waiting | LeadState::OutsideHours | LeadState::Throttled
+    )
 }
 
 pub(crate) fn lead_row(row: &SqliteRow) -> StoreResult<LeadRow> {

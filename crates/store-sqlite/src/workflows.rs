@@ -1,7 +1,9 @@
 //! Organizations, keys, agents, phone numbers, workflows, nodes and edges.
 
-use crate::rows::{self, json_text, Db};
-use crate::{bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries, SqliteStore};
+use crate::rows::{self, Db, json_text};
+use crate::{
+    SqliteStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries,
+};
 use sqlx::{Row, SqliteConnection};
 use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
@@ -17,7 +19,10 @@ const WORKFLOW_SELECT: &str = "SELECT w.*,
     (SELECT count(*) FROM edges e WHERE e.workflow_id = w.id) AS edge_count
   FROM workflows w";
 
-pub(crate) async fn ensure_organization(store: &SqliteStore, name: &str) -> StoreResult<Organization> {
+pub(crate) async fn ensure_organization(
+    store: &SqliteStore,
+    name: &str,
+) -> StoreResult<Organization> {
     let mut conn = store.writer.acquire().await.db()?;
     sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(ids::new_id(ids::ORGANIZATION))
@@ -26,8 +31,16 @@ pub(crate) async fn ensure_organization(store: &SqliteStore, name: &str) -> Stor
         .execute(&mut *conn)
         .await
         .db()?;
-    let row = sqlx::query("SELECT * FROM organizations WHERE name = ?").bind(name).fetch_one(&mut *conn).await.db()?;
-    Ok(Organization { id: row.get("id"), name: row.get("name"), created_at: row.get("created_at") })
+    let row = sqlx::query("SELECT * FROM organizations WHERE name = ?")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .db()?;
+    Ok(Organization {
+        id: row.get("id"),
+        name: row.get("name"),
+        created_at: row.get("created_at"),
+    })
 }
 
 fn api_key(row: &sqlx::sqlite::SqliteRow) -> ApiKeyRecord {
@@ -41,10 +54,15 @@ fn api_key(row: &sqlx::sqlite::SqliteRow) -> ApiKeyRecord {
     }
 }
 
-const KEY_SELECT: &str =
-    "SELECT k.*, o.name AS organization_name FROM api_keys k JOIN organizations o ON o.id = k.organization_id";
+const KEY_SELECT: &str = "SELECT k.*, o.name AS organization_name FROM api_keys k JOIN organizations o ON o.id = k.organization_id";
 
-pub(crate) async fn create_api_key(store: &SqliteStore, org: &str, name: Option<&str>, key_id: &str, hash: &str) -> StoreResult<ApiKeyRecord> {
+pub(crate) async fn create_api_key(
+    store: &SqliteStore,
+    org: &str,
+    name: Option<&str>,
+    key_id: &str,
+    hash: &str,
+) -> StoreResult<ApiKeyRecord> {
     let mut conn = store.writer.acquire().await.db()?;
     sqlx::query("INSERT INTO api_keys (id, organization_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)")
         .bind(key_id)
@@ -64,29 +82,36 @@ pub(crate) async fn create_api_key(store: &SqliteStore, org: &str, name: Option<
 }
 
 pub(crate) async fn list_api_keys(store: &SqliteStore) -> StoreResult<Vec<ApiKeyRecord>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} ORDER BY k.created_at, k.id")))
-        .fetch_all(&mut *store.read().await?)
-        .await
-        .db()?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{KEY_SELECT} ORDER BY k.created_at, k.id"
+    )))
+    .fetch_all(&mut *store.read().await?)
+    .await
+    .db()?;
     Ok(rows.iter().map(api_key).collect())
 }
 
 pub(crate) async fn revoke_api_key(store: &SqliteStore, key_id: &str) -> StoreResult<bool> {
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(key_id)
-        .execute(&store.writer)
-        .await
-        .db()?;
+    let done =
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(key_id)
+            .execute(&store.writer)
+            .await
+            .db()?;
     Ok(done.rows_affected() > 0)
 }
 
-pub(crate) async fn api_key_auth(store: &SqliteStore, key_id: &str) -> StoreResult<Option<KeyAuth>> {
-    let row = sqlx::query("SELECT organization_id, secret_hash, revoked_at FROM api_keys WHERE id = ?")
-        .bind(key_id)
-        .fetch_optional(&mut *store.read().await?)
-        .await
-        .db()?;
+pub(crate) async fn api_key_auth(
+    store: &SqliteStore,
+    key_id: &str,
+) -> StoreResult<Option<KeyAuth>> {
+    let row =
+        sqlx::query("SELECT organization_id, secret_hash, revoked_at FROM api_keys WHERE id = ?")
+            .bind(key_id)
+            .fetch_optional(&mut *store.read().await?)
+            .await
+            .db()?;
     Ok(row.map(|r| KeyAuth {
         organization_id: r.get("organization_id"),
         secret_hash: r.get("secret_hash"),
@@ -94,7 +119,11 @@ pub(crate) async fn api_key_auth(store: &SqliteStore, key_id: &str) -> StoreResu
     }))
 }
 
-pub(crate) async fn create_agent(store: &SqliteStore, org: &str, agent: NewAgent) -> StoreResult<Agent> {
+pub(crate) async fn create_agent(
+    store: &SqliteStore,
+    org: &str,
+    agent: NewAgent,
+) -> StoreResult<Agent> {
     let now = now_ms();
     let id = ids::new_id(ids::AGENT);
     sqlx::query(
@@ -127,7 +156,11 @@ pub(crate) async fn get_agent(pool: &sqlx::SqlitePool, org: &str, id: &str) -> S
     rows::agent(&row)
 }
 
-pub(crate) async fn list_agents(store: &SqliteStore, org: &str, page: PageRequest) -> StoreResult<Page<Agent>> {
+pub(crate) async fn list_agents(
+    store: &SqliteStore,
+    org: &str,
+    page: PageRequest,
+) -> StoreResult<Page<Agent>> {
     let mut conn = store.read().await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE organization_id = ?")
         .bind(org)
@@ -141,10 +174,17 @@ pub(crate) async fn list_agents(store: &SqliteStore, org: &str, page: PageReques
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    Ok(Page { data: rows.iter().map(rows::agent).collect::<StoreResult<_>>()?, total: total as u64 })
+    Ok(Page {
+        data: rows.iter().map(rows::agent).collect::<StoreResult<_>>()?,
+        total: total as u64,
+    })
 }
 
-pub(crate) async fn create_phone_number(store: &SqliteStore, org: &str, number: NewPhoneNumber) -> StoreResult<PhoneNumber> {
+pub(crate) async fn create_phone_number(
+    store: &SqliteStore,
+    org: &str,
+    number: NewPhoneNumber,
+) -> StoreResult<PhoneNumber> {
     let now = now_ms();
     let id = ids::new_id(ids::PHONE_NUMBER);
     let inserted = sqlx::query(
@@ -169,13 +209,20 @@ pub(crate) async fn create_phone_number(store: &SqliteStore, org: &str, number: 
     if inserted.rows_affected() == 0 {
         return Err(StoreError::conflict(
             "phone_number_exists",
-            format!("{} is already a phone number of this organization", number.phone_number),
+            format!(
+                "{} is already a phone number of this organization",
+                number.phone_number
+            ),
         ));
     }
     get_phone_number(&store.writer, org, &id).await
 }
 
-pub(crate) async fn get_phone_number(pool: &sqlx::SqlitePool, org: &str, id: &str) -> StoreResult<PhoneNumber> {
+pub(crate) async fn get_phone_number(
+    pool: &sqlx::SqlitePool,
+    org: &str,
+    id: &str,
+) -> StoreResult<PhoneNumber> {
     let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = ? AND organization_id = ?")
         .bind(id)
         .bind(org)
@@ -195,13 +242,15 @@ pub(crate) async fn list_phone_numbers(
 ) -> StoreResult<Page<PhoneNumber>> {
     let mut conn = store.read().await?;
     let filter = "organization_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR country_code = ?3)";
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM phone_numbers WHERE {filter}")))
-        .bind(org)
-        .bind(status)
-        .bind(country)
-        .fetch_one(&mut *conn)
-        .await
-        .db()?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM phone_numbers WHERE {filter}"
+    )))
+    .bind(org)
+    .bind(status)
+    .bind(country)
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT * FROM phone_numbers WHERE {filter} ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5"
     )))
@@ -213,20 +262,35 @@ pub(crate) async fn list_phone_numbers(
     .fetch_all(&mut *conn)
     .await
     .db()?;
-    Ok(Page { data: rows.iter().map(rows::phone_number).collect::<StoreResult<_>>()?, total: total as u64 })
+    Ok(Page {
+        data: rows
+            .iter()
+            .map(rows::phone_number)
+            .collect::<StoreResult<_>>()?,
+        total: total as u64,
+    })
 }
 
 async fn lead_counts(conn: &mut SqliteConnection, workflow: &mut Workflow) -> StoreResult<()> {
-    let rows = sqlx::query("SELECT status, count(*) AS n FROM leads WHERE workflow_id = ? GROUP BY status")
-        .bind(&workflow.id)
-        .fetch_all(conn)
-        .await
-        .db()?;
+    let rows = sqlx::query(
+        "SELECT status, count(*) AS n FROM leads WHERE workflow_id = ? GROUP BY status",
+    )
+    .bind(&workflow.id)
+    .fetch_all(conn)
+    .await
+    .db()?;
     let mut counts = LeadCounts::default();
     for row in rows {
         let status: String = row.get("status");
         let n: i64 = row.get("n");
-        counts.add(rows::parse_enum("lead status", &status, switchboard_domain::model::LeadStatus::parse)?, n as u64);
+        counts.add(
+            rows::parse_enum(
+                "lead status",
+                &status,
+                switchboard_domain::model::LeadStatus::parse,
+            )?,
+            n as u64,
+        );
     }
     workflow.enrolled_leads = counts.total();
     workflow.lead_counts = counts;
@@ -234,32 +298,49 @@ async fn lead_counts(conn: &mut SqliteConnection, workflow: &mut Workflow) -> St
 }
 
 /// The workflow of `org` (404 for another organization's), with counts.
-pub(crate) async fn load_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<Workflow> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{WORKFLOW_SELECT} WHERE w.id = ? AND w.organization_id = ?")))
-        .bind(id)
-        .bind(org)
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?
-        .ok_or(not_found("workflow"))?;
+pub(crate) async fn load_workflow(
+    conn: &mut SqliteConnection,
+    org: &str,
+    id: &str,
+) -> StoreResult<Workflow> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{WORKFLOW_SELECT} WHERE w.id = ? AND w.organization_id = ?"
+    )))
+    .bind(id)
+    .bind(org)
+    .fetch_optional(&mut *conn)
+    .await
+    .db()?
+    .ok_or(not_found("workflow"))?;
     let mut workflow = rows::workflow(&row)?;
     lead_counts(conn, &mut workflow).await?;
     Ok(workflow)
 }
 
 /// Loads a workflow for a change, refusing final ones.
-async fn editable_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<Workflow> {
+async fn editable_workflow(
+    conn: &mut SqliteConnection,
+    org: &str,
+    id: &str,
+) -> StoreResult<Workflow> {
     let workflow = load_workflow(conn, org, id).await?;
     if workflow.status.is_final() {
         return Err(StoreError::conflict(
             "workflow_final",
-            format!("workflow is {}; final workflows can only be read, duplicated and deleted", workflow.status),
+            format!(
+                "workflow is {}; final workflows can only be read, duplicated and deleted",
+                workflow.status
+            ),
         ));
     }
     Ok(workflow)
 }
 
-pub(crate) async fn create_workflow(store: &SqliteStore, org: &str, new: NewWorkflow) -> StoreResult<Workflow> {
+pub(crate) async fn create_workflow(
+    store: &SqliteStore,
+    org: &str,
+    new: NewWorkflow,
+) -> StoreResult<Workflow> {
     let now = now_ms();
     let id = ids::new_id(ids::WORKFLOW);
     let mut conn = store.writer.acquire().await.db()?;
@@ -280,17 +361,24 @@ pub(crate) async fn create_workflow(store: &SqliteStore, org: &str, new: NewWork
     load_workflow(&mut conn, org, &id).await
 }
 
-pub(crate) async fn list_workflows(store: &SqliteStore, org: &str, filter: &WorkflowFilter, page: PageRequest) -> StoreResult<Page<Workflow>> {
+pub(crate) async fn list_workflows(
+    store: &SqliteStore,
+    org: &str,
+    filter: &WorkflowFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Workflow>> {
     let mut conn = store.read().await?;
     let condition = "w.organization_id = ?1 AND (?2 IS NULL OR w.status = ?2) AND (?3 IS NULL OR instr(lower(w.title), lower(?3)) > 0)";
     let status = filter.status.map(|s| s.as_str());
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM workflows w WHERE {condition}")))
-        .bind(org)
-        .bind(status)
-        .bind(&filter.search)
-        .fetch_one(&mut *conn)
-        .await
-        .db()?;
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM workflows w WHERE {condition}"
+    )))
+    .bind(org)
+    .bind(status)
+    .bind(&filter.search)
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{WORKFLOW_SELECT} WHERE {condition} ORDER BY w.created_at DESC, w.rowid DESC LIMIT ?4 OFFSET ?5"
     )))
@@ -308,14 +396,25 @@ pub(crate) async fn list_workflows(store: &SqliteStore, org: &str, filter: &Work
         lead_counts(&mut conn, &mut workflow).await?;
         data.push(workflow);
     }
-    Ok(Page { data, total: total as u64 })
+    Ok(Page {
+        data,
+        total: total as u64,
+    })
 }
 
-pub(crate) async fn get_workflow(store: &SqliteStore, org: &str, id: &str) -> StoreResult<Workflow> {
+pub(crate) async fn get_workflow(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+) -> StoreResult<Workflow> {
     load_workflow(&mut *store.read().await?, org, id).await
 }
 
-async fn node_in_workflow(conn: &mut SqliteConnection, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
+async fn node_in_workflow(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+    node_id: &str,
+) -> StoreResult<Node> {
     let row = sqlx::query("SELECT * FROM nodes WHERE id = ? AND workflow_id = ?")
         .bind(node_id)
         .bind(workflow_id)
@@ -326,20 +425,31 @@ async fn node_in_workflow(conn: &mut SqliteConnection, workflow_id: &str, node_i
     rows::node(&row)
 }
 
-pub(crate) async fn update_workflow(store: &SqliteStore, org: &str, id: &str, patch: WorkflowPatch) -> StoreResult<Workflow> {
+pub(crate) async fn update_workflow(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+    patch: WorkflowPatch,
+) -> StoreResult<Workflow> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, id).await?;
     let title = patch.title.unwrap_or(workflow.title);
     let description = patch.description.unwrap_or(workflow.description);
     let settings = match &patch.settings {
-        Some(p) => workflow.settings.merged(p).map_err(|e| StoreError::invalid("validation_failed", e.message))?,
+        Some(p) => workflow
+            .settings
+            .merged(p)
+            .map_err(|e| StoreError::invalid("validation_failed", e.message))?,
         None => workflow.settings.clone(),
     };
     let entry = match patch.entry_node_id {
         Some(Some(node_id)) => {
             node_in_workflow(&mut tx, id, &node_id).await.map_err(|_| {
-                StoreError::invalid("validation_failed", format!("entry_node_id {node_id} is not a node of this workflow"))
+                StoreError::invalid(
+                    "validation_failed",
+                    format!("entry_node_id {node_id} is not a node of this workflow"),
+                )
             })?;
             Some(node_id)
         }
@@ -368,7 +478,10 @@ pub(crate) async fn update_workflow(store: &SqliteStore, org: &str, id: &str, pa
 }
 
 /// Gives every throttled lead of the workflow another try, in due order.
-pub(crate) async fn wake_throttled(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<()> {
+pub(crate) async fn wake_throttled(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+) -> StoreResult<()> {
     sqlx::query("UPDATE leads SET due_at = queued_at WHERE workflow_id = ? AND state = 'throttled' AND due_at IS NULL")
         .bind(workflow_id)
         .execute(conn)
@@ -380,16 +493,29 @@ pub(crate) async fn wake_throttled(conn: &mut SqliteConnection, workflow_id: &st
 pub(crate) async fn delete_workflow(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, id).await?;
-    if matches!(workflow.status, WorkflowStatus::Active | WorkflowStatus::Paused) {
-        return Err(StoreError::conflict("workflow_active", format!("workflow is {}; cancel it before deleting", workflow.status)));
+    if matches!(
+        workflow.status,
+        WorkflowStatus::Active | WorkflowStatus::Paused
+    ) {
+        return Err(StoreError::conflict(
+            "workflow_active",
+            format!("workflow is {}; cancel it before deleting", workflow.status),
+        ));
     }
     // Lead history, leads, variable keys, edges and nodes go by cascade; calls stay.
-    sqlx::query("DELETE FROM workflows WHERE id = ?").bind(id).execute(&mut *tx).await.db()?;
+    sqlx::query("DELETE FROM workflows WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
     tx.commit().await.db()?;
     Ok(())
 }
 
-pub(crate) async fn load_nodes(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<Vec<Node>> {
+pub(crate) async fn load_nodes(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+) -> StoreResult<Vec<Node>> {
     let rows = sqlx::query("SELECT * FROM nodes WHERE workflow_id = ? ORDER BY created_at, rowid")
         .bind(workflow_id)
         .fetch_all(conn)
@@ -398,7 +524,10 @@ pub(crate) async fn load_nodes(conn: &mut SqliteConnection, workflow_id: &str) -
     rows.iter().map(rows::node).collect()
 }
 
-pub(crate) async fn load_edges(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<Vec<Edge>> {
+pub(crate) async fn load_edges(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+) -> StoreResult<Vec<Edge>> {
     let rows = sqlx::query("SELECT * FROM edges WHERE workflow_id = ? ORDER BY created_at, rowid")
         .bind(workflow_id)
         .fetch_all(conn)
@@ -411,17 +540,32 @@ pub(crate) fn graph_of(workflow: &Workflow, nodes: &[Node], edges: &[Edge]) -> G
     Graph {
         nodes: nodes
             .iter()
-            .map(|n| NodeDef { id: n.id.clone(), node_type: n.node_type, label: n.label.clone(), config: n.config.clone() })
+            .map(|n| NodeDef {
+                id: n.id.clone(),
+                node_type: n.node_type,
+                label: n.label.clone(),
+                config: n.config.clone(),
+            })
             .collect(),
         edges: edges
             .iter()
-            .map(|e| EdgeDef { id: e.id.clone(), from_node_id: e.from_node_id.clone(), to_node_id: e.to_node_id.clone(), label: e.label.clone() })
+            .map(|e| EdgeDef {
+                id: e.id.clone(),
+                from_node_id: e.from_node_id.clone(),
+                to_node_id: e.to_node_id.clone(),
+                label: e.label.clone(),
+            })
             .collect(),
         entry_node_id: workflow.entry_node_id.clone(),
     }
 }
 
-pub(crate) async fn duplicate_workflow(store: &SqliteStore, org: &str, id: &str, title: Option<String>) -> StoreResult<Workflow> {
+pub(crate) async fn duplicate_workflow(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+    title: Option<String>,
+) -> StoreResult<Workflow> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let source = load_workflow(&mut tx, org, id).await?;
@@ -437,7 +581,11 @@ pub(crate) async fn duplicate_workflow(store: &SqliteStore, org: &str, id: &str,
     for node in &nodes {
         node_ids.insert(node.id.clone(), ids::new_id(ids::NODE));
     }
-    let entry = source.entry_node_id.as_ref().and_then(|e| node_ids.get(e)).cloned();
+    let entry = source
+        .entry_node_id
+        .as_ref()
+        .and_then(|e| node_ids.get(e))
+        .cloned();
     sqlx::query(
         "INSERT INTO workflows (id, organization_id, title, description, status, entry_node_id, settings, created_at, updated_at)
          VALUES (?, ?, ?, ?, 'draft', ?, ?, ?, ?)",
@@ -488,7 +636,11 @@ pub(crate) async fn duplicate_workflow(store: &SqliteStore, org: &str, id: &str,
     Ok(copy)
 }
 
-async fn directory(conn: &mut SqliteConnection, org: &str, workflow_id: &str) -> StoreResult<(Vec<Agent>, Vec<String>, Vec<String>)> {
+async fn directory(
+    conn: &mut SqliteConnection,
+    org: &str,
+    workflow_id: &str,
+) -> StoreResult<(Vec<Agent>, Vec<String>, Vec<String>)> {
     let agents = sqlx::query("SELECT * FROM agents WHERE organization_id = ?")
         .bind(org)
         .fetch_all(&mut *conn)
@@ -497,21 +649,27 @@ async fn directory(conn: &mut SqliteConnection, org: &str, workflow_id: &str) ->
         .iter()
         .map(rows::agent)
         .collect::<StoreResult<Vec<_>>>()?;
-    let numbers: Vec<String> =
-        sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'")
-            .bind(org)
+    let numbers: Vec<String> = sqlx::query_scalar(
+        "SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'",
+    )
+    .bind(org)
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
+            .bind(workflow_id)
             .fetch_all(&mut *conn)
             .await
             .db()?;
-    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
-        .bind(workflow_id)
-        .fetch_all(&mut *conn)
-        .await
-        .db()?;
     Ok((agents, numbers, keys))
 }
 
-pub(crate) async fn snapshot(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
+pub(crate) async fn snapshot(
+    conn: &mut SqliteConnection,
+    org: &str,
+    id: &str,
+) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
     let workflow = load_workflow(conn, org, id).await?;
     let nodes = load_nodes(conn, id).await?;
     let edges = load_edges(conn, id).await?;
@@ -528,12 +686,21 @@ pub(crate) async fn snapshot(conn: &mut SqliteConnection, org: &str, id: &str) -
     Ok((snapshot, agents, keys))
 }
 
-pub(crate) async fn workflow_snapshot(store: &SqliteStore, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
+pub(crate) async fn workflow_snapshot(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
     snapshot(&mut *store.read().await?, org, id).await
 }
 
 /// Puts every pending lead of the workflow at its entry node, ready to run.
-async fn start_pending(conn: &mut SqliteConnection, workflow_id: &str, entry: &str, now: i64) -> StoreResult<()> {
+async fn start_pending(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+    entry: &str,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE leads SET status = 'in_progress', state = 'ready', current_node_id = ?, due_at = ?, updated_at = ?, seq = seq + 1
          WHERE workflow_id = ? AND status = 'pending'",
@@ -548,20 +715,37 @@ async fn start_pending(conn: &mut SqliteConnection, workflow_id: &str, entry: &s
     Ok(())
 }
 
-pub(crate) async fn transition_workflow(store: &SqliteStore, org: &str, id: &str, action: Lifecycle) -> StoreResult<Workflow> {
+pub(crate) async fn transition_workflow(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+    action: Lifecycle,
+) -> StoreResult<Workflow> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, id).await?;
     let status = workflow.status;
     let refuse = |code: &'static str, wanted: &str| {
-        Err(StoreError::conflict(code, format!("workflow is {status}, not {wanted}")))
+        Err(StoreError::conflict(
+            code,
+            format!("workflow is {status}, not {wanted}"),
+        ))
     };
     let next = match action {
-        Lifecycle::Activate if status != WorkflowStatus::Draft => return refuse("workflow_not_draft", "draft"),
-        Lifecycle::Pause if status != WorkflowStatus::Active => return refuse("workflow_not_active", "active"),
-        Lifecycle::Resume if status != WorkflowStatus::Paused => return refuse("workflow_not_paused", "paused"),
+        Lifecycle::Activate if status != WorkflowStatus::Draft => {
+            return refuse("workflow_not_draft", "draft");
+        }
+        Lifecycle::Pause if status != WorkflowStatus::Active => {
+            return refuse("workflow_not_active", "active");
+        }
+        Lifecycle::Resume if status != WorkflowStatus::Paused => {
+            return refuse("workflow_not_paused", "paused");
+        }
         Lifecycle::Cancel if status.is_final() => {
-            return Err(StoreError::conflict("workflow_final", format!("workflow is already {status}")));
+            return Err(StoreError::conflict(
+                "workflow_final",
+                format!("workflow is already {status}"),
+            ));
         }
         Lifecycle::Activate | Lifecycle::Resume => WorkflowStatus::Active,
         Lifecycle::Pause => WorkflowStatus::Paused,
@@ -574,23 +758,37 @@ pub(crate) async fn transition_workflow(store: &SqliteStore, org: &str, id: &str
             if !report.valid {
                 return Err(StoreError::Invalid {
                     code: "graph_invalid",
-                    message: format!("the workflow cannot be activated: {}", report.errors[0].message),
-                    details: Some(serde_json::json!({"errors": report.errors, "warnings": report.warnings})),
+                    message: format!(
+                        "the workflow cannot be activated: {}",
+                        report.errors[0].message
+                    ),
+                    details: Some(
+                        serde_json::json!({"errors": report.errors, "warnings": report.warnings}),
+                    ),
                 });
             }
         }
         if let Ok(entry) = snap.graph.entry() {
+            // Activation pins the entry, so later graph edits never change where new leads start.
+            sqlx::query("UPDATE workflows SET entry_node_id = ? WHERE id = ?")
+                .bind(&entry.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .db()?;
             start_pending(&mut tx, id, &entry.id, now).await?;
         }
         wake_throttled(&mut tx, id).await?;
     }
-    sqlx::query("UPDATE workflows SET status = ?, activated_at = COALESCE(activated_at, ?) WHERE id = ?")
-        .bind(next.as_str())
-        .bind((action == Lifecycle::Activate).then_some(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE workflows SET status = ?, activated_at = COALESCE(activated_at, ?) WHERE id = ?",
+    )
+    .bind(next.as_str())
+    .bind((action == Lifecycle::Activate).then_some(now))
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .db()?;
     bump_revision(&mut tx, id, now).await?;
     if action == Lifecycle::Cancel {
         remove_leads_where(&mut tx, "workflow_id = ?3", id, "workflow_cancelled", now).await?;
@@ -600,12 +798,20 @@ pub(crate) async fn transition_workflow(store: &SqliteStore, org: &str, id: &str
     Ok(updated)
 }
 
-pub(crate) async fn create_node(store: &SqliteStore, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node> {
+pub(crate) async fn create_node(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    node: NewNode,
+) -> StoreResult<Node> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
     if workflow.node_count >= 500 {
-        return Err(StoreError::invalid("limit_exceeded", "a workflow has at most 500 nodes"));
+        return Err(StoreError::invalid(
+            "limit_exceeded",
+            "a workflow has at most 500 nodes",
+        ));
     }
     let id = ids::new_id(ids::NODE);
     sqlx::query(
@@ -630,19 +836,34 @@ pub(crate) async fn create_node(store: &SqliteStore, org: &str, workflow_id: &st
     Ok(created)
 }
 
-pub(crate) async fn list_nodes(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>> {
+pub(crate) async fn list_nodes(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+) -> StoreResult<Vec<Node>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_nodes(&mut conn, workflow_id).await
 }
 
-pub(crate) async fn get_node(store: &SqliteStore, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
+pub(crate) async fn get_node(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    node_id: &str,
+) -> StoreResult<Node> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     node_in_workflow(&mut conn, workflow_id, node_id).await
 }
 
-pub(crate) async fn update_node(store: &SqliteStore, org: &str, workflow_id: &str, node_id: &str, patch: NodePatch) -> StoreResult<Node> {
+pub(crate) async fn update_node(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    node_id: &str,
+    patch: NodePatch,
+) -> StoreResult<Node> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     editable_workflow(&mut tx, org, workflow_id).await?;
@@ -663,19 +884,26 @@ pub(crate) async fn update_node(store: &SqliteStore, org: &str, workflow_id: &st
     Ok(updated)
 }
 
-pub(crate) async fn delete_node(store: &SqliteStore, org: &str, workflow_id: &str, node_id: &str, leads: NodeLeads) -> StoreResult<()> {
+pub(crate) async fn delete_node(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    node_id: &str,
+    leads: NodeLeads,
+) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
     node_in_workflow(&mut tx, workflow_id, node_id).await?;
-    let live = matches!(workflow.status, WorkflowStatus::Active | WorkflowStatus::Paused);
-    if live {
-        let nodes = load_nodes(&mut tx, workflow_id).await?;
-        let edges = load_edges(&mut tx, workflow_id).await?;
-        let is_entry = graph_of(&workflow, &nodes, &edges).entry().is_ok_and(|e| e.id == node_id);
-        if is_entry {
-            return Err(StoreError::conflict("entry_node", "this is the entry node of a live workflow; move entry_node_id first"));
-        }
+    let live = matches!(
+        workflow.status,
+        WorkflowStatus::Active | WorkflowStatus::Paused
+    );
+    if live && workflow.entry_node_id.as_deref() == Some(node_id) {
+        return Err(StoreError::conflict(
+            "entry_node",
+            "this is the entry node of a live workflow; move entry_node_id first",
+        ));
     }
     let (standing, in_flight): (i64, i64) = sqlx::query_as(
         "SELECT count(*), COALESCE(sum(state IN ('calling', 'running')), 0) FROM leads
@@ -699,15 +927,25 @@ pub(crate) async fn delete_node(store: &SqliteStore, org: &str, workflow_id: &st
                 )));
             }
             _ if in_flight > 0 => {
-                return Err(refuse(format!("{in_flight} leads have a step in flight at this node; retry when it finishes")));
+                return Err(refuse(format!(
+                    "{in_flight} leads have a step in flight at this node; retry when it finishes"
+                )));
             }
             NodeLeads::ReassignTo(target) => {
                 if target == node_id {
-                    return Err(StoreError::invalid("validation_failed", "reassign_to must be another node"));
+                    return Err(StoreError::invalid(
+                        "validation_failed",
+                        "reassign_to must be another node",
+                    ));
                 }
-                node_in_workflow(&mut tx, workflow_id, target).await.map_err(|_| {
-                    StoreError::invalid("validation_failed", format!("reassign_to {target} is not a node of this workflow"))
-                })?;
+                node_in_workflow(&mut tx, workflow_id, target)
+                    .await
+                    .map_err(|_| {
+                        StoreError::invalid(
+                            "validation_failed",
+                            format!("reassign_to {target} is not a node of this workflow"),
+                        )
+                    })?;
                 let moved: Vec<String> = sqlx::query_scalar(
                     "UPDATE leads SET current_node_id = ?1, state = 'ready', due_at = ?2, queued_at = NULL, attempt = 0,
                          pending_outcome = NULL, exit_reason = NULL, seq = seq + 1, updated_at = ?2, lease_owner = NULL, lease_until = NULL
@@ -723,7 +961,14 @@ pub(crate) async fn delete_node(store: &SqliteStore, org: &str, workflow_id: &st
                 skip_open_entries(&mut tx, &moved, "node_deleted", now).await?;
             }
             NodeLeads::Remove => {
-                remove_leads_where(&mut tx, "current_node_id = ?3", node_id, "node_deleted", now).await?;
+                remove_leads_where(
+                    &mut tx,
+                    "current_node_id = ?3",
+                    node_id,
+                    "node_deleted",
+                    now,
+                )
+                .await?;
             }
         }
     }
@@ -733,29 +978,47 @@ pub(crate) async fn delete_node(store: &SqliteStore, org: &str, workflow_id: &st
         .execute(&mut *tx)
         .await
         .db()?;
-    sqlx::query("DELETE FROM nodes WHERE id = ?").bind(node_id).execute(&mut *tx).await.db()?;
+    sqlx::query("DELETE FROM nodes WHERE id = ?")
+        .bind(node_id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
     bump_revision(&mut tx, workflow_id, now).await?;
     maybe_complete(&mut tx, workflow_id, now).await?;
     tx.commit().await.db()?;
     Ok(())
 }
 
-pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge> {
+pub(crate) async fn create_edge(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    edge: NewEdge,
+) -> StoreResult<Edge> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
     if workflow.edge_count >= 2000 {
-        return Err(StoreError::invalid("limit_exceeded", "a workflow has at most 2000 edges"));
+        return Err(StoreError::invalid(
+            "limit_exceeded",
+            "a workflow has at most 2000 edges",
+        ));
     }
     let from = node_in_workflow(&mut tx, workflow_id, &edge.from_node_id).await?;
     node_in_workflow(&mut tx, workflow_id, &edge.to_node_id).await?;
     if from.node_type.is_terminal() {
         return Err(StoreError::invalid(
             "terminal_has_edges",
-            format!("{} nodes are final and cannot have outgoing edges", from.node_type),
+            format!(
+                "{} nodes are final and cannot have outgoing edges",
+                from.node_type
+            ),
         ));
     }
-    let label = edge.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+    let label = edge
+        .label
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty());
     let exists: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM edges WHERE workflow_id = ? AND from_node_id = ? AND to_node_id = ? AND COALESCE(label, '') = COALESCE(?, '')",
     )
@@ -767,7 +1030,10 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
     .await
     .db()?;
     if exists > 0 {
-        return Err(StoreError::conflict("edge_exists", "an edge with the same from_node_id, to_node_id and label exists"));
+        return Err(StoreError::conflict(
+            "edge_exists",
+            "an edge with the same from_node_id, to_node_id and label exists",
+        ));
     }
     let id = ids::new_id(ids::EDGE);
     sqlx::query("INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)")
@@ -789,18 +1055,31 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
         .await
         .db()?;
     bump_revision(&mut tx, workflow_id, now).await?;
-    let row = sqlx::query("SELECT * FROM edges WHERE id = ?").bind(&id).fetch_one(&mut *tx).await.db()?;
+    let row = sqlx::query("SELECT * FROM edges WHERE id = ?")
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
     tx.commit().await.db()?;
     rows::edge(&row)
 }
 
-pub(crate) async fn list_edges(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>> {
+pub(crate) async fn list_edges(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+) -> StoreResult<Vec<Edge>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_edges(&mut conn, workflow_id).await
 }
 
-pub(crate) async fn delete_edge(store: &SqliteStore, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()> {
+pub(crate) async fn delete_edge(
+    store: &SqliteStore,
+    org: &str,
+    workflow_id: &str,
+    edge_id: &str,
+) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     editable_workflow(&mut tx, org, workflow_id).await?;
@@ -817,4 +1096,3 @@ pub(crate) async fn delete_edge(store: &SqliteStore, org: &str, workflow_id: &st
     tx.commit().await.db()?;
     Ok(())
 }
-

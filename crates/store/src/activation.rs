@@ -8,7 +8,9 @@ fn template_variables(text: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text.unwrap_or("");
     while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else { break };
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
         out.push(rest[start + 2..start + 2 + len].trim().to_string());
         rest = &rest[start + 2 + len + 2..];
     }
@@ -20,7 +22,12 @@ const MIN_WEEKLY_CALLING_MINUTES: u32 = 120;
 
 /// Runs the graph checks with the organization's agents and numbers, plus the settings warnings.
 /// `variable_keys` only produce warnings once the workflow has leads.
-pub fn activation_report(snapshot: &WorkflowSnapshot, agents: &[Agent], variable_keys: &[String], has_leads: bool) -> Report {
+pub fn activation_report(
+    snapshot: &WorkflowSnapshot,
+    agents: &[Agent],
+    variable_keys: &[String],
+    has_leads: bool,
+) -> Report {
     let directory = Directory {
         agents: agents
             .iter()

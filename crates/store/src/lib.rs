@@ -18,21 +18,37 @@ pub enum StoreError {
     NotFound(&'static str),
     /// A state conflict with a stable code (409).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String, details: Option<Value> },
+    Conflict {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
     /// Input that only the store can find wrong (400).
     #[error("{message}")]
-    Invalid { code: &'static str, message: String, details: Option<Value> },
+    Invalid {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
     #[error("storage failure: {0}")]
     Backend(String),
 }
 
 impl StoreError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict { code, message: message.into(), details: None }
+        Self::Conflict {
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { code, message: message.into(), details: None }
+        Self::Invalid {
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 }
 
@@ -170,7 +186,13 @@ pub trait Store: Send + Sync {
     // Organizations and API keys.
     async fn organization_count(&self) -> StoreResult<u64>;
     async fn ensure_organization(&self, name: &str) -> StoreResult<Organization>;
-    async fn create_api_key(&self, organization_id: &str, name: Option<&str>, key_id: &str, secret_hash: &str) -> StoreResult<ApiKeyRecord>;
+    async fn create_api_key(
+        &self,
+        organization_id: &str,
+        name: Option<&str>,
+        key_id: &str,
+        secret_hash: &str,
+    ) -> StoreResult<ApiKeyRecord>;
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
     async fn api_key_auth(&self, key_id: &str) -> StoreResult<Option<KeyAuth>>;
@@ -179,56 +201,141 @@ pub trait Store: Send + Sync {
     async fn create_agent(&self, org: &str, agent: NewAgent) -> StoreResult<Agent>;
     async fn list_agents(&self, org: &str, page: PageRequest) -> StoreResult<Page<Agent>>;
     async fn get_agent(&self, org: &str, id: &str) -> StoreResult<Agent>;
-    async fn create_phone_number(&self, org: &str, number: NewPhoneNumber) -> StoreResult<PhoneNumber>;
-    async fn list_phone_numbers(&self, org: &str, status: Option<&str>, country: Option<&str>, page: PageRequest) -> StoreResult<Page<PhoneNumber>>;
+    async fn create_phone_number(
+        &self,
+        org: &str,
+        number: NewPhoneNumber,
+    ) -> StoreResult<PhoneNumber>;
+    async fn list_phone_numbers(
+        &self,
+        org: &str,
+        status: Option<&str>,
+        country: Option<&str>,
+        page: PageRequest,
+    ) -> StoreResult<Page<PhoneNumber>>;
     async fn get_phone_number(&self, org: &str, id: &str) -> StoreResult<PhoneNumber>;
 
     // Workflows.
     async fn create_workflow(&self, org: &str, workflow: NewWorkflow) -> StoreResult<Workflow>;
-    async fn list_workflows(&self, org: &str, filter: &WorkflowFilter, page: PageRequest) -> StoreResult<Page<Workflow>>;
+    async fn list_workflows(
+        &self,
+        org: &str,
+        filter: &WorkflowFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Workflow>>;
     async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Workflow>;
-    async fn update_workflow(&self, org: &str, id: &str, patch: WorkflowPatch) -> StoreResult<Workflow>;
+    async fn update_workflow(
+        &self,
+        org: &str,
+        id: &str,
+        patch: WorkflowPatch,
+    ) -> StoreResult<Workflow>;
     async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<()>;
-    async fn duplicate_workflow(&self, org: &str, id: &str, title: Option<String>) -> StoreResult<Workflow>;
+    async fn duplicate_workflow(
+        &self,
+        org: &str,
+        id: &str,
+        title: Option<String>,
+    ) -> StoreResult<Workflow>;
     /// Applies a lifecycle action; `Activate` runs the activation checks inside the transaction.
-    async fn transition_workflow(&self, org: &str, id: &str, action: Lifecycle) -> StoreResult<Workflow>;
+    async fn transition_workflow(
+        &self,
+        org: &str,
+        id: &str,
+        action: Lifecycle,
+    ) -> StoreResult<Workflow>;
     /// The workflow with its graph and the organization's agents and numbers (for the activation checks).
-    async fn workflow_snapshot(&self, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)>;
+    async fn workflow_snapshot(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)>;
 
     // Nodes and edges.
     async fn create_node(&self, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node>;
     async fn list_nodes(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>>;
     async fn get_node(&self, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node>;
-    async fn update_node(&self, org: &str, workflow_id: &str, node_id: &str, patch: NodePatch) -> StoreResult<Node>;
-    async fn delete_node(&self, org: &str, workflow_id: &str, node_id: &str, leads: NodeLeads) -> StoreResult<()>;
+    async fn update_node(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        node_id: &str,
+        patch: NodePatch,
+    ) -> StoreResult<Node>;
+    async fn delete_node(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        node_id: &str,
+        leads: NodeLeads,
+    ) -> StoreResult<()>;
     async fn create_edge(&self, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge>;
     async fn list_edges(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>>;
     async fn delete_edge(&self, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()>;
 
     // Leads.
     /// Enrols checked leads in one transaction: all or nothing.
-    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome>;
-    async fn list_leads(&self, org: &str, workflow_id: &str, filter: &LeadFilter, page: PageRequest) -> StoreResult<Page<Lead>>;
+    async fn enrol_leads(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        leads: Vec<LeadCandidate>,
+    ) -> StoreResult<EnrolOutcome>;
+    async fn list_leads(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        filter: &LeadFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Lead>>;
     async fn get_lead(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead>;
     async fn remove_lead(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()>;
-    async fn lead_history(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<(Lead, Vec<HistoryEntry>)>;
+    async fn lead_history(
+        &self,
+        org: &str,
+        workflow_id: &str,
+        lead_id: &str,
+    ) -> StoreResult<(Lead, Vec<HistoryEntry>)>;
     async fn variable_keys(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<String>>;
     /// Countries the workflow's VOICE_CALL numbers may call (`None`: no number configured, no check).
-    async fn allowed_destinations(&self, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>>;
+    async fn allowed_destinations(
+        &self,
+        org: &str,
+        workflow_id: &str,
+    ) -> StoreResult<Option<Vec<String>>>;
 
     // Calls.
-    async fn list_calls(&self, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>>;
+    async fn list_calls(
+        &self,
+        org: &str,
+        filter: &CallFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Call>>;
     async fn get_call(&self, org: &str, id: &str) -> StoreResult<Call>;
 
     // Engine.
     /// Leases up to `limit` due leads to `owner` until `lease_until`, oldest due first.
-    async fn claim_due(&self, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>>;
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LeadRow>>;
     async fn load_lead_row(&self, lead_id: &str) -> StoreResult<Option<LeadRow>>;
     async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>>;
     /// Calls in flight per workflow.
-    async fn calls_in_flight(&self, workflow_ids: &[String]) -> StoreResult<std::collections::HashMap<String, u32>>;
+    async fn calls_in_flight(
+        &self,
+        workflow_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, u32>>;
     /// Commits a batch of changes in one transaction; each is fenced by its lead's `seq` and workflow revision.
-    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult>;
+    async fn commit_changes(
+        &self,
+        owner: &str,
+        now: i64,
+        changes: Vec<LeadChange>,
+    ) -> StoreResult<CommitResult>;
     /// The earliest due time of any claimable lead.
     async fn next_due_at(&self) -> StoreResult<Option<i64>>;
     /// Drops every lease (a single-process backend restarting takes its leads back at once).

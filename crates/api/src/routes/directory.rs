@@ -1,11 +1,11 @@
 //! Agents, phone numbers and calls (API.md section 7).
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, Fields, JsonObject, QueryMap, PAGE_PARAMS};
-use crate::{page_json, AppState};
+use crate::extract::{Auth, Fields, JsonObject, PAGE_PARAMS, QueryMap};
+use crate::{AppState, page_json};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde_json::Value;
 use switchboard_domain::model::CallStatus;
 use switchboard_domain::phone;
@@ -13,7 +13,11 @@ use switchboard_domain::settings::parse_country;
 use switchboard_store::records::{Agent, Call, PhoneNumber};
 use switchboard_store::{CallFilter, NewAgent, NewPhoneNumber};
 
-pub(super) async fn create_agent(State(state): State<AppState>, auth: Auth, JsonObject(body): JsonObject) -> ApiResult<(StatusCode, Json<Agent>)> {
+pub(super) async fn create_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonObject(body): JsonObject,
+) -> ApiResult<(StatusCode, Json<Agent>)> {
     let fields = Fields(body);
     fields.only(&["name", "prompt", "welcome_message", "voice", "language"])?;
     let name = crate::extract::title(&fields.string("name")?.unwrap_or_default(), "name")?;
@@ -24,22 +28,42 @@ pub(super) async fn create_agent(State(state): State<AppState>, auth: Auth, Json
         voice: fields.string("voice")?,
         language: fields.string("language")?,
     };
-    Ok((StatusCode::CREATED, Json(state.store.create_agent(&auth.org, agent).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.create_agent(&auth.org, agent).await?),
+    ))
 }
 
-pub(super) async fn list_agents(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
+pub(super) async fn list_agents(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: QueryMap,
+) -> ApiResult<Json<Value>> {
     query.only(&PAGE_PARAMS)?;
     let page = query.page()?;
-    Ok(page_json(state.store.list_agents(&auth.org, page).await?, page))
+    Ok(page_json(
+        state.store.list_agents(&auth.org, page).await?,
+        page,
+    ))
 }
 
-pub(super) async fn get_agent(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Agent>> {
+pub(super) async fn get_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Agent>> {
     Ok(Json(state.store.get_agent(&auth.org, &id).await?))
 }
 
 fn countries(value: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
-    let bad = || ApiError::validation("allowed_destination_countries must be a list of ISO 3166 alpha-2 codes");
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::validation(
+            "allowed_destination_countries must be a list of ISO 3166 alpha-2 codes",
+        )
+    };
     let items = value.as_array().ok_or_else(bad)?;
     let mut out = Vec::new();
     for item in items {
@@ -51,13 +75,32 @@ fn countries(value: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
     Ok(Some(out))
 }
 
-pub(super) async fn create_number(State(state): State<AppState>, auth: Auth, JsonObject(body): JsonObject) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
+pub(super) async fn create_number(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonObject(body): JsonObject,
+) -> ApiResult<(StatusCode, Json<PhoneNumber>)> {
     let fields = Fields(body);
-    fields.only(&["phone_number", "label", "nickname", "provider", "provider_config", "allowed_destination_countries", "country_code"])?;
-    let raw = fields.string("phone_number")?.ok_or_else(|| ApiError::validation("phone_number is required"))?;
-    let number = phone::normalize(&raw, None)
-        .ok_or_else(|| ApiError::validation("phone_number must be a valid number in international format (+<country code><number>)"))?;
-    let provider = fields.string("provider")?.unwrap_or_else(|| "simulator".into());
+    fields.only(&[
+        "phone_number",
+        "label",
+        "nickname",
+        "provider",
+        "provider_config",
+        "allowed_destination_countries",
+        "country_code",
+    ])?;
+    let raw = fields
+        .string("phone_number")?
+        .ok_or_else(|| ApiError::validation("phone_number is required"))?;
+    let number = phone::normalize(&raw, None).ok_or_else(|| {
+        ApiError::validation(
+            "phone_number must be a valid number in international format (+<country code><number>)",
+        )
+    })?;
+    let provider = fields
+        .string("provider")?
+        .unwrap_or_else(|| "simulator".into());
     if provider != "simulator" {
         return Err(ApiError::validation(format!(
             "provider {provider:?} is not available in this version (available: simulator)"
@@ -69,7 +112,8 @@ pub(super) async fn create_number(State(state): State<AppState>, auth: Auth, Jso
         Some(_) => return Err(ApiError::validation("provider_config must be an object")),
     };
     let own = number.country.clone();
-    let allowed = countries(fields.get("allowed_destination_countries"))?.unwrap_or_else(|| own.iter().cloned().collect());
+    let allowed = countries(fields.get("allowed_destination_countries"))?
+        .unwrap_or_else(|| own.iter().cloned().collect());
     let new = NewPhoneNumber {
         phone_number: number.number,
         label: fields.string("label")?,
@@ -79,30 +123,59 @@ pub(super) async fn create_number(State(state): State<AppState>, auth: Auth, Jso
         provider_config,
         allowed_destination_countries: allowed,
     };
-    Ok((StatusCode::CREATED, Json(state.store.create_phone_number(&auth.org, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.create_phone_number(&auth.org, new).await?),
+    ))
 }
 
-pub(super) async fn list_numbers(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
+pub(super) async fn list_numbers(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: QueryMap,
+) -> ApiResult<Json<Value>> {
     query.only(&[PAGE_PARAMS[0], PAGE_PARAMS[1], "status", "country_code"])?;
     let page = query.page()?;
     let country = query.get("country_code").map(|c| c.to_ascii_uppercase());
-    let numbers = state.store.list_phone_numbers(&auth.org, query.get("status"), country.as_deref(), page).await?;
+    let numbers = state
+        .store
+        .list_phone_numbers(&auth.org, query.get("status"), country.as_deref(), page)
+        .await?;
     Ok(page_json(numbers, page))
 }
 
-pub(super) async fn get_number(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<PhoneNumber>> {
+pub(super) async fn get_number(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PhoneNumber>> {
     Ok(Json(state.store.get_phone_number(&auth.org, &id).await?))
 }
 
-pub(super) async fn list_calls(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
-    query.only(&[PAGE_PARAMS[0], PAGE_PARAMS[1], "workflow_id", "workflow_lead_id", "agent_id", "status", "from", "to"])?;
+pub(super) async fn list_calls(
+    State(state): State<AppState>,
+    auth: Auth,
+    query: QueryMap,
+) -> ApiResult<Json<Value>> {
+    query.only(&[
+        PAGE_PARAMS[0],
+        PAGE_PARAMS[1],
+        "workflow_id",
+        "workflow_lead_id",
+        "agent_id",
+        "status",
+        "from",
+        "to",
+    ])?;
     let page = query.page()?;
     let status = query
         .get("status")
         .map(|s| {
             CallStatus::parse(s)
                 .map(|s| s.as_str().to_string())
-                .ok_or_else(|| ApiError::validation(format!("status must be one of: {}", CallStatus::names())))
+                .ok_or_else(|| {
+                    ApiError::validation(format!("status must be one of: {}", CallStatus::names()))
+                })
         })
         .transpose()?;
     let filter = CallFilter {
@@ -113,9 +186,16 @@ pub(super) async fn list_calls(State(state): State<AppState>, auth: Auth, query:
         from: query.instant("from")?,
         to: query.instant("to")?,
     };
-    Ok(page_json(state.store.list_calls(&auth.org, &filter, page).await?, page))
+    Ok(page_json(
+        state.store.list_calls(&auth.org, &filter, page).await?,
+        page,
+    ))
 }
 
-pub(super) async fn get_call(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Call>> {
+pub(super) async fn get_call(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Call>> {
     Ok(Json(state.store.get_call(&auth.org, &id).await?))
 }

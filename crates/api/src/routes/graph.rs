@@ -1,12 +1,12 @@
 //! Nodes and edges of a workflow (API.md sections 3 and 4).
 
+use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Fields, JsonObject, QueryMap};
-use crate::AppState;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use switchboard_domain::config::NodeConfig;
 use switchboard_domain::model::NodeType;
 use switchboard_store::records::{Edge, Node};
@@ -16,15 +16,23 @@ const MAX_LABEL_CHARS: usize = 255;
 
 fn label(fields: &Fields) -> ApiResult<Option<String>> {
     let label = fields.string("label")?;
-    if label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS) {
-        return Err(ApiError::validation(format!("label is at most {MAX_LABEL_CHARS} characters")));
+    if label
+        .as_ref()
+        .is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS)
+    {
+        return Err(ApiError::validation(format!(
+            "label is at most {MAX_LABEL_CHARS} characters"
+        )));
     }
     Ok(label)
 }
 
 fn node_type(value: &Value) -> ApiResult<NodeType> {
     value.as_str().and_then(NodeType::parse).ok_or_else(|| {
-        ApiError::bad_request("invalid_node_type", format!("node_type must be one of: {}", NodeType::names()))
+        ApiError::bad_request(
+            "invalid_node_type",
+            format!("node_type must be one of: {}", NodeType::names()),
+        )
     })
 }
 
@@ -47,7 +55,11 @@ pub(super) async fn create_node(
 ) -> ApiResult<(StatusCode, Json<Node>)> {
     let fields = Fields(body);
     fields.only(&["node_type", "label", "position_x", "position_y", "config"])?;
-    let node_type = node_type(fields.get("node_type").ok_or_else(|| ApiError::validation("node_type is required"))?)?;
+    let node_type = node_type(
+        fields
+            .get("node_type")
+            .ok_or_else(|| ApiError::validation("node_type is required"))?,
+    )?;
     let config = match config(node_type, &fields)? {
         Some(config) => config,
         None => {
@@ -67,11 +79,21 @@ pub(super) async fn create_node(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-pub(super) async fn list_nodes(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"data": state.store.list_nodes(&auth.org, &id).await?})))
+pub(super) async fn list_nodes(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({"data": state.store.list_nodes(&auth.org, &id).await?}),
+    ))
 }
 
-pub(super) async fn get_node(State(state): State<AppState>, auth: Auth, Path((id, node_id)): Path<(String, String)>) -> ApiResult<Json<Node>> {
+pub(super) async fn get_node(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, node_id)): Path<(String, String)>,
+) -> ApiResult<Json<Node>> {
     Ok(Json(state.store.get_node(&auth.org, &id, &node_id).await?))
 }
 
@@ -83,10 +105,13 @@ pub(super) async fn update_node(
 ) -> ApiResult<Json<Node>> {
     let fields = Fields(body);
     let current = state.store.get_node(&auth.org, &id, &node_id).await?;
-    if let Some(requested) = fields.get("node_type") {
-        if requested.as_str() != Some(current.node_type.as_str()) {
-            return Err(ApiError::bad_request("node_type_immutable", "node_type cannot change; delete the node and add a new one"));
-        }
+    if let Some(requested) = fields.get("node_type")
+        && requested.as_str() != Some(current.node_type.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "node_type_immutable",
+            "node_type cannot change; delete the node and add a new one",
+        ));
     }
     fields.only(&["node_type", "label", "position_x", "position_y", "config"])?;
     if fields.0.is_empty() {
@@ -98,7 +123,10 @@ pub(super) async fn update_node(
         position_y: fields.number("position_y")?,
         config: config(current.node_type, &fields)?,
     };
-    let updated = state.store.update_node(&auth.org, &id, &node_id, patch).await?;
+    let updated = state
+        .store
+        .update_node(&auth.org, &id, &node_id, patch)
+        .await?;
     state.waker.wake();
     Ok(Json(updated))
 }
@@ -111,12 +139,19 @@ pub(super) async fn delete_node(
 ) -> ApiResult<Json<Value>> {
     query.only(&["reassign_to", "remove_leads"])?;
     let leads = match (query.get("reassign_to"), query.flag("remove_leads")?) {
-        (Some(_), true) => return Err(ApiError::validation("pass reassign_to or remove_leads, not both")),
+        (Some(_), true) => {
+            return Err(ApiError::validation(
+                "pass reassign_to or remove_leads, not both",
+            ));
+        }
         (Some(target), false) => NodeLeads::ReassignTo(target.to_string()),
         (None, true) => NodeLeads::Remove,
         (None, false) => NodeLeads::Refuse,
     };
-    state.store.delete_node(&auth.org, &id, &node_id, leads).await?;
+    state
+        .store
+        .delete_node(&auth.org, &id, &node_id, leads)
+        .await?;
     state.waker.wake();
     Ok(Json(json!({"message": "Node deleted."})))
 }
@@ -136,14 +171,24 @@ pub(super) async fn create_edge(
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::validation(format!("{key} is required")))
     };
-    let edge = NewEdge { from_node_id: required("from_node_id")?, to_node_id: required("to_node_id")?, label: label(&fields)? };
+    let edge = NewEdge {
+        from_node_id: required("from_node_id")?,
+        to_node_id: required("to_node_id")?,
+        label: label(&fields)?,
+    };
     let created = state.store.create_edge(&auth.org, &id, edge).await?;
     state.waker.wake();
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-pub(super) async fn list_edges(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"data": state.store.list_edges(&auth.org, &id).await?})))
+pub(super) async fn list_edges(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({"data": state.store.list_edges(&auth.org, &id).await?}),
+    ))
 }
 
 pub(super) async fn delete_edge(

@@ -1,19 +1,19 @@
 //! Lead enrolment (CSV and JSON), reads, removal, history and variable keys (API.md section 5).
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_object, read_body, Auth, Fields, QueryMap, PAGE_PARAMS};
-use crate::{page_json, AppState};
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use crate::extract::{Auth, Fields, PAGE_PARAMS, QueryMap, parse_object, read_body};
+use crate::{AppState, page_json};
 use axum::Json;
-use serde_json::{json, Value};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use switchboard_domain::leadfile::{self, RawLead, Rejections};
 use switchboard_domain::model::{LeadState, LeadStatus};
 use switchboard_domain::settings::parse_country;
-use switchboard_store::records::Lead;
 use switchboard_store::LeadFilter;
+use switchboard_store::records::Lead;
 
 pub const UPLOAD_LIMIT: usize = 50 * 1024 * 1024;
 const MAX_BATCH: usize = 10_000;
@@ -31,34 +31,67 @@ fn is_xlsx(bytes: &[u8]) -> bool {
 }
 
 async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the upload exceeds the 50 MiB limit");
-    let mut multipart = Multipart::from_request(req, state)
-        .await
-        .map_err(|e| ApiError::bad_request("invalid_multipart", format!("malformed multipart body: {e}")))?;
-    let mut upload = Upload { rows: Vec::new(), default_country: None, skip_invalid: false, single: false };
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the upload exceeds the 50 MiB limit",
+        )
+    };
+    let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_multipart",
+            format!("malformed multipart body: {e}"),
+        )
+    })?;
+    let mut upload = Upload {
+        rows: Vec::new(),
+        default_country: None,
+        skip_invalid: false,
+        single: false,
+    };
     let mut file = None;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-            Err(e) => return Err(ApiError::bad_request("invalid_multipart", format!("malformed multipart body: {e}"))),
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("malformed multipart body: {e}"),
+                ));
+            }
         };
         let name = field.name().unwrap_or("").to_string();
         let bytes = field.bytes().await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad_request("invalid_multipart", e.body_text()) }
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::bad_request("invalid_multipart", e.body_text())
+            }
         })?;
         let text = || String::from_utf8_lossy(&bytes).trim().to_string();
         match name.as_str() {
             "file" => file = Some(bytes),
             "default_country" => upload.default_country = Some(text()).filter(|s| !s.is_empty()),
             "skip_invalid" => upload.skip_invalid = matches!(text().as_str(), "true" | "1"),
-            other => return Err(ApiError::bad_request("unknown_field", format!("unknown form field {other} (allowed: file, default_country, skip_invalid)"))),
+            other => {
+                return Err(ApiError::bad_request(
+                    "unknown_field",
+                    format!(
+                        "unknown form field {other} (allowed: file, default_country, skip_invalid)"
+                    ),
+                ));
+            }
         }
     }
     let file = file.ok_or_else(|| ApiError::validation("the form has no file part"))?;
     if is_xlsx(&file) {
-        return Err(ApiError::bad_request("unsupported_file", "XLSX files are not supported yet; export the sheet as CSV"));
+        return Err(ApiError::bad_request(
+            "unsupported_file",
+            "XLSX files are not supported yet; export the sheet as CSV",
+        ));
     }
     upload.rows = leadfile::read_csv(&file)?;
     Ok(upload)
@@ -72,9 +105,15 @@ fn read_json(body: serde_json::Map<String, Value>) -> ApiResult<Upload> {
             return Err(ApiError::validation("leads must be an array"));
         };
         if items.is_empty() || items.len() > MAX_BATCH {
-            return Err(ApiError::validation(format!("leads must hold 1 to {MAX_BATCH} leads")));
+            return Err(ApiError::validation(format!(
+                "leads must hold 1 to {MAX_BATCH} leads"
+            )));
         }
-        let rows = items.iter().enumerate().map(|(i, v)| leadfile::from_json(i + 1, v)).collect::<Result<_, _>>()?;
+        let rows = items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| leadfile::from_json(i + 1, v))
+            .collect::<Result<_, _>>()?;
         return Ok(Upload {
             rows,
             default_country: fields.string("default_country")?,
@@ -83,7 +122,12 @@ fn read_json(body: serde_json::Map<String, Value>) -> ApiResult<Upload> {
         });
     }
     let lead = leadfile::from_json(1, &Value::Object(fields.0))?;
-    Ok(Upload { rows: vec![lead], default_country: None, skip_invalid: false, single: true })
+    Ok(Upload {
+        rows: vec![lead],
+        default_country: None,
+        skip_invalid: false,
+        single: true,
+    })
 }
 
 pub(super) async fn enrol(
@@ -96,9 +140,17 @@ pub(super) async fn enrol(
     query.only(&["skip_invalid"])?;
     let workflow = state.store.get_workflow(&auth.org, &id).await?;
     if workflow.status.is_final() {
-        return Err(ApiError::conflict("workflow_final", format!("workflow is {}; it takes no more leads", workflow.status)));
+        return Err(ApiError::conflict(
+            "workflow_final",
+            format!("workflow is {}; it takes no more leads", workflow.status),
+        ));
     }
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mut upload = if content_type.starts_with("multipart/form-data") {
         read_multipart(req, &state).await?
     } else if content_type.starts_with("application/json") {
@@ -112,10 +164,18 @@ pub(super) async fn enrol(
     };
     upload.skip_invalid |= query.flag("skip_invalid")?;
     let default_country = match upload.default_country.as_deref() {
-        Some(code) => Some(parse_country(code).ok_or_else(|| ApiError::validation(format!("default_country {code:?} is not an ISO 3166 alpha-2 code")))?),
+        Some(code) => Some(parse_country(code).ok_or_else(|| {
+            ApiError::validation(format!(
+                "default_country {code:?} is not an ISO 3166 alpha-2 code"
+            ))
+        })?),
         None => workflow.settings.default_country.clone(),
     };
-    let allowed: Option<HashSet<String>> = state.store.allowed_destinations(&auth.org, &id).await?.map(|v| v.into_iter().collect());
+    let allowed: Option<HashSet<String>> = state
+        .store
+        .allowed_destinations(&auth.org, &id)
+        .await?
+        .map(|v| v.into_iter().collect());
     let mut rejections = Rejections::default();
     let mut candidates = Vec::with_capacity(upload.rows.len());
     for raw in upload.rows {
@@ -127,15 +187,21 @@ pub(super) async fn enrol(
     if !rejections.is_empty() && !upload.skip_invalid {
         let groups = rejections.into_groups();
         let count: usize = groups.iter().map(|g| g.count).sum();
-        return Err(ApiError::bad_request("invalid_rows", format!("{count} rows are invalid; nothing was enrolled"))
-            .with_details(json!({"groups": groups})));
+        return Err(ApiError::bad_request(
+            "invalid_rows",
+            format!("{count} rows are invalid; nothing was enrolled"),
+        )
+        .with_details(json!({"groups": groups})));
     }
     let outcome = state.store.enrol_leads(&auth.org, &id, candidates).await?;
     state.waker.wake();
     if upload.single {
         return match outcome.single {
             Some(lead) => Ok((StatusCode::CREATED, Json(lead)).into_response()),
-            None => Err(ApiError::conflict("duplicate_lead", "this phone number is already enrolled in the workflow")),
+            None => Err(ApiError::conflict(
+                "duplicate_lead",
+                "this phone number is already enrolled in the workflow",
+            )),
         };
     }
     let mut body = json!({
@@ -150,39 +216,88 @@ pub(super) async fn enrol(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub(super) async fn list(State(state): State<AppState>, auth: Auth, Path(id): Path<String>, query: QueryMap) -> ApiResult<Json<Value>> {
-    query.only(&[PAGE_PARAMS[0], PAGE_PARAMS[1], "status", "state", "current_node_id", "phone_number"])?;
+pub(super) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    query: QueryMap,
+) -> ApiResult<Json<Value>> {
+    query.only(&[
+        PAGE_PARAMS[0],
+        PAGE_PARAMS[1],
+        "status",
+        "state",
+        "current_node_id",
+        "phone_number",
+    ])?;
     let page = query.page()?;
     let filter = LeadFilter {
         status: query
             .get("status")
-            .map(|s| LeadStatus::parse_filter(s).ok_or_else(|| ApiError::validation(format!("status must be one of: {} (or active)", LeadStatus::names()))))
+            .map(|s| {
+                LeadStatus::parse_filter(s).ok_or_else(|| {
+                    ApiError::validation(format!(
+                        "status must be one of: {} (or active)",
+                        LeadStatus::names()
+                    ))
+                })
+            })
             .transpose()?,
         state: query
             .get("state")
-            .map(|s| LeadState::parse(s).ok_or_else(|| ApiError::validation(format!("state must be one of: {}", LeadState::names()))))
+            .map(|s| {
+                LeadState::parse(s).ok_or_else(|| {
+                    ApiError::validation(format!("state must be one of: {}", LeadState::names()))
+                })
+            })
             .transpose()?,
         current_node_id: query.get("current_node_id").map(String::from),
         phone_number: query.get("phone_number").map(|p| p.trim().to_string()),
     };
-    Ok(page_json(state.store.list_leads(&auth.org, &id, &filter, page).await?, page))
+    Ok(page_json(
+        state
+            .store
+            .list_leads(&auth.org, &id, &filter, page)
+            .await?,
+        page,
+    ))
 }
 
-pub(super) async fn get(State(state): State<AppState>, auth: Auth, Path((id, lead_id)): Path<(String, String)>) -> ApiResult<Json<Lead>> {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, lead_id)): Path<(String, String)>,
+) -> ApiResult<Json<Lead>> {
     Ok(Json(state.store.get_lead(&auth.org, &id, &lead_id).await?))
 }
 
-pub(super) async fn remove(State(state): State<AppState>, auth: Auth, Path((id, lead_id)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub(super) async fn remove(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, lead_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     state.store.remove_lead(&auth.org, &id, &lead_id).await?;
     state.waker.wake();
     Ok(Json(json!({"message": "Lead removed from workflow."})))
 }
 
-pub(super) async fn history(State(state): State<AppState>, auth: Auth, Path((id, lead_id)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub(super) async fn history(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, lead_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let (lead, entries) = state.store.lead_history(&auth.org, &id, &lead_id).await?;
-    Ok(Json(json!({"id": lead.id, "workflow_id": lead.workflow_id, "lead": lead, "history": entries})))
+    Ok(Json(
+        json!({"id": lead.id, "workflow_id": lead.workflow_id, "lead": lead, "history": entries}),
+    ))
 }
 
-pub(super) async fn variable_keys(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"keys": state.store.variable_keys(&auth.org, &id).await?})))
+pub(super) async fn variable_keys(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({"keys": state.store.variable_keys(&auth.org, &id).await?}),
+    ))
 }

@@ -1,0 +1,195 @@
+//! Crash recovery: the real binary is killed with SIGKILL mid-run and started again on the same file.
+
+use crate::helpers::{TestApp, expected_nurture};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, killed with SIGKILL when dropped (also when the test fails).
+struct Server(Child);
+
+impl Server {
+    fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(db_url: &str, port: u16) -> Server {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("SWITCHBOARD_DATABASE_URL", db_url)
+        // 2 days / 200,000 is about 0.9 s; a 30 s call lasts 0.15 ms.
+        .env("SWITCHBOARD_TIME_SCALE", "200000")
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start switchboard");
+    Server(child)
+}
+
+async fn wait_healthy(base: &str) {
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const PATTERNS: [(&str, &str); 8] = [
+    ("COMPLETED", "interest=yes"),
+    ("NO_ANSWER,COMPLETED", "interest=no"),
+    ("NO_ANSWER,NO_ANSWER", ""),
+    ("BUSY", ""),
+    ("VOICEMAIL", ""),
+    ("FAILED", ""),
+    ("BUSY,COMPLETED", "interest=yes"),
+    ("COMPLETED", "interest=no"),
+];
+
+#[tokio::test]
+async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let db_url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let created = Command::new(BIN)
+        .args(["keys", "create", "--org", "acme", "--json"])
+        .env("SWITCHBOARD_DATABASE_URL", &db_url)
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = serve(&db_url, port);
+    wait_healthy(&base).await;
+    let app = TestApp::attach(
+        base.clone(),
+        key["api_key"].as_str().unwrap().to_string(),
+        db_url.clone(),
+        dir.clone(),
+    )
+    .await;
+    let flow = app.nurture_workflow().await;
+    let leads: Vec<Value> = (0..120)
+        .map(|i| {
+            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
+            json!({"phone_number": format!("+1201555{:04}", 200 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
+        })
+        .collect();
+    let enrolled = app
+        .post(
+            &format!("/v1/workflows/{}/leads", flow.id),
+            json!({"leads": leads}),
+        )
+        .await;
+    assert_eq!(enrolled.body["leads_enrolled"], 120, "{}", enrolled.body);
+    app.activate(&flow.id).await;
+
+    // Kill twice: once early (first calls), once during the waits.
+    for pause_ms in [60, 500] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        child.kill_9();
+        child = serve(&db_url, port);
+        wait_healthy(&base).await;
+    }
+    let done = app
+        .wait_for_status(&flow.id, "completed", Duration::from_secs(60))
+        .await;
+    assert_eq!(done["lead_counts"]["in_progress"], 0);
+    assert_eq!(done["enrolled_leads"], 120);
+    for lead in app.leads(&flow.id).await {
+        let (path, status, calls) = expected_nurture(&lead["metadata"]);
+        let phone = lead["phone_number"].as_str().unwrap();
+        assert_eq!(lead["status"], status, "{phone}");
+        let id = lead["id"].as_str().unwrap();
+        let history = app.history(&flow.id, id).await;
+        let labels: Vec<&str> = history
+            .iter()
+            .map(|h| h["node_label"].as_str().unwrap())
+            .collect();
+        assert_eq!(labels, path, "{phone}: no step lost or repeated");
+        assert_eq!(
+            app.calls_of(id).await.len(),
+            calls,
+            "{phone}: each attempt dialled exactly once"
+        );
+    }
+    drop(child);
+}
+
+#[tokio::test]
+async fn a_graceful_restart_resumes_every_lead_at_once() {
+    let engine = switchboard_engine::EngineConfig {
+        time_scale: 100_000.0,
+        allow_private_targets: true,
+        ..Default::default()
+    };
+    let mut app = TestApp::spawn_with(engine.clone()).await;
+    let flow = app.nurture_workflow().await;
+    let leads: Vec<Value> = (0..40)
+        .map(|i| {
+            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
+            json!({"phone_number": format!("+1201555{:04}", 400 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
+        })
+        .collect();
+    app.post(
+        &format!("/v1/workflows/{}/leads", flow.id),
+        json!({"leads": leads}),
+    )
+    .await;
+    app.activate(&flow.id).await;
+    // 2 days / 100,000 is about 1.7 s: stop while leads wait.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.stop().await;
+    let org = app.get_org().await;
+    let filter = switchboard_store::LeadFilter {
+        state: Some(switchboard_domain::model::LeadState::Waiting),
+        ..Default::default()
+    };
+    let page = switchboard_store::PageRequest {
+        page: 1,
+        limit: 100,
+    };
+    let waiting = app
+        .store
+        .list_leads(&org, &flow.id, &filter, page)
+        .await
+        .unwrap();
+    assert!(waiting.total > 0, "some leads were parked at the wait");
+    let app = TestApp::spawn_on(app.db_url.clone(), app.dir(), engine).await;
+    app.wait_for_status(&flow.id, "completed", Duration::from_secs(30))
+        .await;
+    for lead in app.leads(&flow.id).await {
+        let (path, status, calls) = expected_nurture(&lead["metadata"]);
+        let id = lead["id"].as_str().unwrap();
+        assert_eq!(lead["status"], status);
+        assert_eq!(app.history(&flow.id, id).await.len(), path.len());
+        assert_eq!(app.calls_of(id).await.len(), calls);
+    }
+}
