@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_domain::ids;
 use switchboard_domain::time::now_ms;
-use switchboard_store::engine::{LeadChange, WorkflowSnapshot};
+use switchboard_store::engine::{LeadChange, LeadRow, WorkflowSnapshot};
 use switchboard_store::{Store, StoreResult};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -58,6 +58,8 @@ pub struct Engine {
     owner: String,
     waker: Waker,
     http: reqwest::Client,
+    /// Workflow snapshots by id; an entry is reused while its revision is current.
+    snapshot_cache: std::sync::Mutex<HashMap<String, Arc<WorkflowSnapshot>>>,
 }
 
 /// Installs the process-wide TLS crypto provider (ring) that outbound HTTPS uses; idempotent.
@@ -78,6 +80,7 @@ impl Engine {
             owner: ids::new_id("engine_"),
             waker,
             http,
+            snapshot_cache: Default::default(),
         }
     }
 
@@ -120,6 +123,46 @@ impl Engine {
         }
     }
 
+    /// The workflows of `inputs`, from the cache when their revision has not moved.
+    async fn snapshots(
+        &self,
+        inputs: &[(LeadRow, Input)],
+    ) -> StoreResult<HashMap<String, Arc<WorkflowSnapshot>>> {
+        let mut ids: Vec<String> = inputs
+            .iter()
+            .map(|(lead, _)| lead.workflow_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let revisions = self.store.workflow_revisions(&ids).await?;
+        let mut out = HashMap::with_capacity(revisions.len());
+        for (id, revision) in revisions {
+            let cached = self
+                .snapshot_cache
+                .lock()
+                .expect("cache lock")
+                .get(&id)
+                .filter(|s| s.revision == revision)
+                .cloned();
+            let snapshot = match cached {
+                Some(snapshot) => snapshot,
+                None => match self.store.engine_snapshot(&id).await? {
+                    Some(snapshot) => {
+                        let snapshot = Arc::new(snapshot);
+                        self.snapshot_cache
+                            .lock()
+                            .expect("cache lock")
+                            .insert(id.clone(), snapshot.clone());
+                        snapshot
+                    }
+                    None => continue,
+                },
+            };
+            out.insert(id, snapshot);
+        }
+        Ok(out)
+    }
+
     /// One batch: apply finished actions, claim due leads, decide, commit, start effects.
     /// Returns whether a full batch was claimed (more may be due).
     async fn tick(
@@ -151,14 +194,7 @@ impl Engine {
         if inputs.is_empty() {
             return Ok(false);
         }
-        let mut snapshots: HashMap<String, Arc<WorkflowSnapshot>> = HashMap::new();
-        for (lead, _) in &inputs {
-            if !snapshots.contains_key(&lead.workflow_id)
-                && let Some(snapshot) = self.store.engine_snapshot(&lead.workflow_id).await?
-            {
-                snapshots.insert(lead.workflow_id.clone(), Arc::new(snapshot));
-            }
-        }
+        let snapshots = self.snapshots(&inputs).await?;
         let workflow_ids: Vec<String> = snapshots.keys().cloned().collect();
         let mut batch = BatchContext {
             now,

@@ -120,6 +120,7 @@ CREATE INDEX leads_workflow_status ON leads(workflow_id, status);
 CREATE INDEX leads_workflow_node ON leads(workflow_id, current_node_id);
 CREATE INDEX leads_workflow_phone ON leads(workflow_id, phone_number);
 CREATE INDEX leads_throttled ON leads(workflow_id, queued_at) WHERE state = 'throttled';
+CREATE INDEX leads_calling ON leads(workflow_id) WHERE state = 'calling';
 -- A number is never enrolled twice at once in one workflow.
 CREATE UNIQUE INDEX leads_open_phone ON leads(workflow_id, phone_number) WHERE status IN ('pending', 'in_progress');
 

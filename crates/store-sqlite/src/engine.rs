@@ -1,11 +1,11 @@
 //! Claims and fenced batch commits for the engine.
 
 use crate::rows::{self, Db, json_text};
-use crate::workflows::{snapshot, wake_throttled};
+use crate::workflows::{active_numbers, graph_of, load_edges, load_nodes, wake_throttled};
 use crate::{SqliteStore, maybe_complete};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
-use switchboard_domain::model::LeadStatus;
+use switchboard_domain::model::{LeadStatus, WorkflowStatus};
 use switchboard_store::StoreResult;
 use switchboard_store::engine::*;
 
@@ -52,21 +52,53 @@ pub(crate) async fn load_lead_row(
     row.as_ref().map(rows::lead_row).transpose()
 }
 
+/// The workflow as the engine runs it; unlike the API's view it skips the lead counts.
 pub(crate) async fn engine_snapshot(
     store: &SqliteStore,
     workflow_id: &str,
 ) -> StoreResult<Option<WorkflowSnapshot>> {
     let mut conn = store.read().await?;
-    let org: Option<String> =
-        sqlx::query_scalar("SELECT organization_id FROM workflows WHERE id = ?")
-            .bind(workflow_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .db()?;
-    match org {
-        Some(org) => Ok(Some(snapshot(&mut conn, &org, workflow_id).await?.0)),
-        None => Ok(None),
+    let Some(row) = sqlx::query("SELECT * FROM workflows WHERE id = ?")
+        .bind(workflow_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?
+    else {
+        return Ok(None);
+    };
+    let org: String = row.get("organization_id");
+    let status: String = row.get("status");
+    let nodes = load_nodes(&mut conn, workflow_id).await?;
+    let edges = load_edges(&mut conn, workflow_id).await?;
+    Ok(Some(WorkflowSnapshot {
+        id: workflow_id.to_string(),
+        status: rows::parse_enum("workflow status", &status, WorkflowStatus::parse)?,
+        revision: row.get("revision"),
+        settings: rows::settings(&row)?,
+        graph: graph_of(row.get("entry_node_id"), &nodes, &edges),
+        numbers: active_numbers(&mut conn, &org).await?,
+        organization_id: org,
+    }))
+}
+
+pub(crate) async fn workflow_revisions(
+    store: &SqliteStore,
+    workflow_ids: &[String],
+) -> StoreResult<HashMap<String, i64>> {
+    let mut conn = store.read().await?;
+    let mut out = HashMap::with_capacity(workflow_ids.len());
+    for id in workflow_ids {
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .db()?;
+        if let Some(revision) = revision {
+            out.insert(id.clone(), revision);
+        }
     }
+    Ok(out)
 }
 
 pub(crate) async fn calls_in_flight(
@@ -76,11 +108,14 @@ pub(crate) async fn calls_in_flight(
     let mut out = HashMap::new();
     let mut conn = store.writer.acquire().await.db()?;
     for id in workflow_ids {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE workflow_id = ? AND status = 'in_progress' AND state = 'calling'")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await
-            .db()?;
+        // Served by the partial index `leads_calling`.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM leads WHERE workflow_id = ? AND state = 'calling'",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await
+        .db()?;
         out.insert(id.clone(), n as u32);
     }
     Ok(out)

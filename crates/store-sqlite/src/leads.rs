@@ -34,7 +34,7 @@ pub(crate) async fn enrol_leads(
     let entry = if workflow.status == WorkflowStatus::Active {
         let nodes = load_nodes(&mut tx, workflow_id).await?;
         let edges = load_edges(&mut tx, workflow_id).await?;
-        let graph = graph_of(&workflow, &nodes, &edges);
+        let graph = graph_of(workflow.entry_node_id.clone(), &nodes, &edges);
         Some(
             graph
                 .entry()

@@ -410,6 +410,13 @@ impl Store for SqliteStore {
         engine::engine_snapshot(self, workflow_id).await
     }
 
+    async fn workflow_revisions(
+        &self,
+        workflow_ids: &[String],
+    ) -> StoreResult<HashMap<String, i64>> {
+        engine::workflow_revisions(self, workflow_ids).await
+    }
+
     async fn calls_in_flight(&self, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
         engine::calls_in_flight(self, workflow_ids).await
     }

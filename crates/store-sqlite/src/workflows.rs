@@ -536,7 +536,7 @@ pub(crate) async fn load_edges(
     rows.iter().map(rows::edge).collect()
 }
 
-pub(crate) fn graph_of(workflow: &Workflow, nodes: &[Node], edges: &[Edge]) -> Graph {
+pub(crate) fn graph_of(entry_node_id: Option<String>, nodes: &[Node], edges: &[Edge]) -> Graph {
     Graph {
         nodes: nodes
             .iter()
@@ -556,7 +556,7 @@ pub(crate) fn graph_of(workflow: &Workflow, nodes: &[Node], edges: &[Edge]) -> G
                 label: e.label.clone(),
             })
             .collect(),
-        entry_node_id: workflow.entry_node_id.clone(),
+        entry_node_id,
     }
 }
 
@@ -649,13 +649,7 @@ async fn directory(
         .iter()
         .map(rows::agent)
         .collect::<StoreResult<Vec<_>>>()?;
-    let numbers: Vec<String> = sqlx::query_scalar(
-        "SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'",
-    )
-    .bind(org)
-    .fetch_all(&mut *conn)
-    .await
-    .db()?;
+    let numbers = active_numbers(conn, org).await?;
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
             .bind(workflow_id)
@@ -663,6 +657,19 @@ async fn directory(
             .await
             .db()?;
     Ok((agents, numbers, keys))
+}
+
+pub(crate) async fn active_numbers(
+    conn: &mut SqliteConnection,
+    org: &str,
+) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'",
+    )
+    .bind(org)
+    .fetch_all(conn)
+    .await
+    .db()
 }
 
 pub(crate) async fn snapshot(
@@ -680,7 +687,7 @@ pub(crate) async fn snapshot(
         status: workflow.status,
         revision: workflow.revision,
         settings: workflow.settings.clone(),
-        graph: graph_of(&workflow, &nodes, &edges),
+        graph: graph_of(workflow.entry_node_id.clone(), &nodes, &edges),
         numbers: numbers.clone(),
     };
     Ok((snapshot, agents, keys))

@@ -324,6 +324,11 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<LeadRow>>;
     async fn load_lead_row(&self, lead_id: &str) -> StoreResult<Option<LeadRow>>;
     async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>>;
+    /// Current `revision` of each listed workflow that exists.
+    async fn workflow_revisions(
+        &self,
+        workflow_ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, i64>>;
     /// Calls in flight per workflow.
     async fn calls_in_flight(
         &self,
