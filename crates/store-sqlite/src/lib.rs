@@ -209,6 +209,27 @@ impl Store for SqliteStore {
         workflows::get_agent(&self.reader, org, id).await
     }
 
+    async fn update_agent(&self, org: &str, id: &str, patch: AgentPatch) -> StoreResult<Agent> {
+        workflows::update_agent(self, org, id, patch).await
+    }
+
+    async fn delete_agent(&self, org: &str, id: &str) -> StoreResult<()> {
+        workflows::delete_agent(self, org, id).await
+    }
+
+    async fn update_phone_number(
+        &self,
+        org: &str,
+        id: &str,
+        patch: PhoneNumberPatch,
+    ) -> StoreResult<PhoneNumber> {
+        workflows::update_phone_number(self, org, id, patch).await
+    }
+
+    async fn delete_phone_number(&self, org: &str, id: &str) -> StoreResult<()> {
+        workflows::delete_phone_number(self, org, id).await
+    }
+
     async fn create_phone_number(
         &self,
         org: &str,

@@ -180,6 +180,154 @@ pub(crate) async fn list_agents(
     })
 }
 
+pub(crate) async fn update_agent(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+    patch: AgentPatch,
+) -> StoreResult<Agent> {
+    let mut tx = store.writer.begin().await.db()?;
+    let row = sqlx::query("SELECT * FROM agents WHERE id = ? AND organization_id = ?")
+        .bind(id)
+        .bind(org)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?
+        .ok_or(not_found("agent"))?;
+    let agent = rows::agent(&row)?;
+    sqlx::query(
+        "UPDATE agents SET name = ?, prompt = ?, welcome_message = ?, voice = ?, language = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(patch.name.unwrap_or(agent.name))
+    .bind(patch.prompt.unwrap_or(agent.prompt))
+    .bind(patch.welcome_message.unwrap_or(agent.welcome_message))
+    .bind(patch.voice.unwrap_or(agent.voice))
+    .bind(patch.language.unwrap_or(agent.language))
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    tx.commit().await.db()?;
+    get_agent(&store.writer, org, id).await
+}
+
+/// How many VOICE_CALL nodes of the organization's non-final workflows have `config.<field>` = `value`.
+async fn voice_nodes_using(
+    conn: &mut SqliteConnection,
+    org: &str,
+    field: &str,
+    value: &str,
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM nodes n JOIN workflows w ON w.id = n.workflow_id
+         WHERE w.organization_id = ? AND w.status NOT IN ('completed', 'cancelled') AND n.node_type = 'VOICE_CALL'
+           AND json_extract(n.config, '$.' || ?) = ?",
+    )
+    .bind(org)
+    .bind(field)
+    .bind(value)
+    .fetch_one(conn)
+    .await
+    .db()
+}
+
+pub(crate) async fn delete_agent(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
+    let mut tx = store.writer.begin().await.db()?;
+    let exists: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM agents WHERE id = ? AND organization_id = ?")
+            .bind(id)
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+    if exists == 0 {
+        return Err(not_found("agent"));
+    }
+    let users = voice_nodes_using(&mut tx, org, "agent_id", id).await?;
+    if users > 0 {
+        return Err(StoreError::conflict(
+            "agent_in_use",
+            format!("{users} VOICE_CALL nodes of non-final workflows use this agent"),
+        ));
+    }
+    sqlx::query("DELETE FROM agents WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    tx.commit().await.db()?;
+    Ok(())
+}
+
+pub(crate) async fn update_phone_number(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+    patch: PhoneNumberPatch,
+) -> StoreResult<PhoneNumber> {
+    let mut tx = store.writer.begin().await.db()?;
+    let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = ? AND organization_id = ?")
+        .bind(id)
+        .bind(org)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?
+        .ok_or(not_found("phone number"))?;
+    let label: Option<String> = row.get("label");
+    let nickname: Option<String> = row.get("nickname");
+    let status: String = row.get("status");
+    let config: String = row.get("provider_config");
+    let allowed: String = row.get("allowed_destination_countries");
+    sqlx::query(
+        "UPDATE phone_numbers SET label = ?, nickname = ?, status = ?, provider_config = ?, allowed_destination_countries = ?,
+             updated_at = ? WHERE id = ?",
+    )
+    .bind(patch.label.unwrap_or(label))
+    .bind(patch.nickname.unwrap_or(nickname))
+    .bind(patch.status.unwrap_or(status))
+    .bind(patch.provider_config.map(|c| json_text(&c)).unwrap_or(config))
+    .bind(patch.allowed_destination_countries.map(|c| json_text(&c)).unwrap_or(allowed))
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    tx.commit().await.db()?;
+    get_phone_number(&store.writer, org, id).await
+}
+
+pub(crate) async fn delete_phone_number(
+    store: &SqliteStore,
+    org: &str,
+    id: &str,
+) -> StoreResult<()> {
+    let mut tx = store.writer.begin().await.db()?;
+    let number: String = sqlx::query_scalar(
+        "SELECT phone_number FROM phone_numbers WHERE id = ? AND organization_id = ?",
+    )
+    .bind(id)
+    .bind(org)
+    .fetch_optional(&mut *tx)
+    .await
+    .db()?
+    .ok_or(not_found("phone number"))?;
+    let users = voice_nodes_using(&mut tx, org, "from_phone_number", &number).await?;
+    if users > 0 {
+        return Err(StoreError::conflict(
+            "phone_number_in_use",
+            format!("{users} VOICE_CALL nodes of non-final workflows call from this number"),
+        ));
+    }
+    sqlx::query("DELETE FROM phone_numbers WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    tx.commit().await.db()?;
+    Ok(())
+}
+
 pub(crate) async fn create_phone_number(
     store: &SqliteStore,
     org: &str,

@@ -168,6 +168,25 @@ pub struct NewAgent {
     pub language: Option<String>,
 }
 
+/// Fields to change; `None` keeps the current value, `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub prompt: Option<Option<String>>,
+    pub welcome_message: Option<Option<String>>,
+    pub voice: Option<Option<String>>,
+    pub language: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PhoneNumberPatch {
+    pub label: Option<Option<String>>,
+    pub nickname: Option<Option<String>>,
+    pub status: Option<String>,
+    pub provider_config: Option<Value>,
+    pub allowed_destination_countries: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewPhoneNumber {
     pub phone_number: String,
@@ -201,6 +220,9 @@ pub trait Store: Send + Sync {
     async fn create_agent(&self, org: &str, agent: NewAgent) -> StoreResult<Agent>;
     async fn list_agents(&self, org: &str, page: PageRequest) -> StoreResult<Page<Agent>>;
     async fn get_agent(&self, org: &str, id: &str) -> StoreResult<Agent>;
+    async fn update_agent(&self, org: &str, id: &str, patch: AgentPatch) -> StoreResult<Agent>;
+    /// Refused with `agent_in_use` while a VOICE_CALL node of a non-final workflow names the agent.
+    async fn delete_agent(&self, org: &str, id: &str) -> StoreResult<()>;
     async fn create_phone_number(
         &self,
         org: &str,
@@ -214,6 +236,14 @@ pub trait Store: Send + Sync {
         page: PageRequest,
     ) -> StoreResult<Page<PhoneNumber>>;
     async fn get_phone_number(&self, org: &str, id: &str) -> StoreResult<PhoneNumber>;
+    async fn update_phone_number(
+        &self,
+        org: &str,
+        id: &str,
+        patch: PhoneNumberPatch,
+    ) -> StoreResult<PhoneNumber>;
+    /// Refused with `phone_number_in_use` while a VOICE_CALL node of a non-final workflow calls from it.
+    async fn delete_phone_number(&self, org: &str, id: &str) -> StoreResult<()>;
 
     // Workflows.
     async fn create_workflow(&self, org: &str, workflow: NewWorkflow) -> StoreResult<Workflow>;

@@ -6,12 +6,14 @@ use crate::{AppState, page_json};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use switchboard_domain::model::CallStatus;
 use switchboard_domain::phone;
 use switchboard_domain::settings::parse_country;
 use switchboard_store::records::{Agent, Call, PhoneNumber};
-use switchboard_store::{CallFilter, NewAgent, NewPhoneNumber};
+use switchboard_store::{AgentPatch, CallFilter, NewAgent, NewPhoneNumber, PhoneNumberPatch};
+
+const AGENT_FIELDS: [&str; 5] = ["name", "prompt", "welcome_message", "voice", "language"];
 
 pub(super) async fn create_agent(
     State(state): State<AppState>,
@@ -19,7 +21,7 @@ pub(super) async fn create_agent(
     JsonObject(body): JsonObject,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
     let fields = Fields(body);
-    fields.only(&["name", "prompt", "welcome_message", "voice", "language"])?;
+    fields.only(&AGENT_FIELDS)?;
     let name = crate::extract::title(&fields.string("name")?.unwrap_or_default(), "name")?;
     let agent = NewAgent {
         name,
@@ -53,6 +55,39 @@ pub(super) async fn get_agent(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
     Ok(Json(state.store.get_agent(&auth.org, &id).await?))
+}
+
+pub(super) async fn update_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Agent>> {
+    let fields = Fields(body);
+    fields.only(&AGENT_FIELDS)?;
+    if fields.0.is_empty() {
+        return Err(ApiError::validation("the body names no field to update"));
+    }
+    let patch = AgentPatch {
+        name: fields
+            .string("name")?
+            .map(|n| crate::extract::title(&n, "name"))
+            .transpose()?,
+        prompt: fields.nullable_string("prompt")?,
+        welcome_message: fields.nullable_string("welcome_message")?,
+        voice: fields.nullable_string("voice")?,
+        language: fields.nullable_string("language")?,
+    };
+    Ok(Json(state.store.update_agent(&auth.org, &id, patch).await?))
+}
+
+pub(super) async fn delete_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state.store.delete_agent(&auth.org, &id).await?;
+    Ok(Json(json!({"message": "Agent deleted."})))
 }
 
 fn countries(value: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
@@ -106,11 +141,7 @@ pub(super) async fn create_number(
             "provider {provider:?} is not available in this version (available: simulator)"
         )));
     }
-    let provider_config = match fields.get("provider_config") {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => return Err(ApiError::validation("provider_config must be an object")),
-    };
+    let provider_config = provider_config(&fields)?.unwrap_or_else(|| json!({}));
     let own = number.country.clone();
     let allowed = countries(fields.get("allowed_destination_countries"))?
         .unwrap_or_else(|| own.iter().cloned().collect());
@@ -127,6 +158,62 @@ pub(super) async fn create_number(
         StatusCode::CREATED,
         Json(state.store.create_phone_number(&auth.org, new).await?),
     ))
+}
+
+fn provider_config(fields: &Fields) -> ApiResult<Option<Value>> {
+    match fields.get("provider_config") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::validation("provider_config must be an object")),
+    }
+}
+
+pub(super) async fn update_number(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<PhoneNumber>> {
+    let fields = Fields(body);
+    fields.only(&[
+        "label",
+        "nickname",
+        "status",
+        "provider_config",
+        "allowed_destination_countries",
+    ])?;
+    if fields.0.is_empty() {
+        return Err(ApiError::validation("the body names no field to update"));
+    }
+    let status = fields.string("status")?;
+    if status
+        .as_deref()
+        .is_some_and(|s| s != "active" && s != "inactive")
+    {
+        return Err(ApiError::validation("status must be active or inactive"));
+    }
+    let patch = PhoneNumberPatch {
+        label: fields.nullable_string("label")?,
+        nickname: fields.nullable_string("nickname")?,
+        status,
+        provider_config: provider_config(&fields)?,
+        allowed_destination_countries: countries(fields.get("allowed_destination_countries"))?,
+    };
+    Ok(Json(
+        state
+            .store
+            .update_phone_number(&auth.org, &id, patch)
+            .await?,
+    ))
+}
+
+pub(super) async fn delete_number(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state.store.delete_phone_number(&auth.org, &id).await?;
+    Ok(Json(json!({"message": "Phone number deleted."})))
 }
 
 pub(super) async fn list_numbers(

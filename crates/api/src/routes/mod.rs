@@ -64,12 +64,22 @@ pub(crate) fn v1() -> Router<AppState> {
             "/agents",
             get(directory::list_agents).post(directory::create_agent),
         )
-        .route("/agents/{id}", get(directory::get_agent))
+        .route(
+            "/agents/{id}",
+            get(directory::get_agent)
+                .patch(directory::update_agent)
+                .delete(directory::delete_agent),
+        )
         .route(
             "/phone-numbers",
             get(directory::list_numbers).post(directory::create_number),
         )
-        .route("/phone-numbers/{id}", get(directory::get_number))
+        .route(
+            "/phone-numbers/{id}",
+            get(directory::get_number)
+                .patch(directory::update_number)
+                .delete(directory::delete_number),
+        )
         .route("/organization-phone-numbers", get(directory::list_numbers))
         .route("/calls", get(directory::list_calls))
         .route("/calls/{id}", get(directory::get_call))

@@ -881,3 +881,94 @@ async fn agents_numbers_and_calls_endpoints() {
     );
     assert_eq!(app.get("/v1/call-logs").await.body["meta"]["total"], 0);
 }
+
+#[tokio::test]
+async fn agents_and_numbers_in_use_cannot_be_deleted() {
+    let app = TestApp::spawn().await;
+    let flow = app.nurture_workflow().await;
+    let agent = app.get("/v1/agents").await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let number = app.get("/v1/phone-numbers").await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let renamed = app
+        .patch(
+            &format!("/v1/agents/{agent}"),
+            json!({"name": "Renewals desk", "voice": "alloy"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            renamed.body["name"].as_str(),
+            renamed.body["voice"].as_str()
+        ),
+        (Some("Renewals desk"), Some("alloy"))
+    );
+    assert_eq!(
+        renamed.body["prompt"], "Hi {{name}}",
+        "PATCH keeps fields it does not name"
+    );
+    let relabelled = app
+        .patch(
+            &format!("/v1/phone-numbers/{number}"),
+            json!({"label": "Desk", "allowed_destination_countries": ["us", "GB"]}),
+        )
+        .await;
+    assert_eq!(
+        relabelled.body["allowed_destination_countries"],
+        json!(["US", "GB"])
+    );
+    assert_error(
+        &app.patch(
+            &format!("/v1/phone-numbers/{number}"),
+            json!({"status": "gone"}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    );
+    assert_error(
+        &app.patch(
+            &format!("/v1/phone-numbers/{number}"),
+            json!({"phone_number": "+12015550199"}),
+        )
+        .await,
+        400,
+        "unknown_field",
+    );
+    assert_error(
+        &app.delete(&format!("/v1/agents/{agent}")).await,
+        409,
+        "agent_in_use",
+    );
+    assert_error(
+        &app.delete(&format!("/v1/phone-numbers/{number}")).await,
+        409,
+        "phone_number_in_use",
+    );
+    app.post(&format!("/v1/workflows/{}/cancel", flow.id), json!({}))
+        .await;
+    assert_eq!(
+        app.delete(&format!("/v1/agents/{agent}")).await.body["message"],
+        "Agent deleted."
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/phone-numbers/{number}"))
+            .await
+            .body["message"],
+        "Phone number deleted."
+    );
+    assert_error(
+        &app.get(&format!("/v1/agents/{agent}")).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &app.delete(&format!("/v1/phone-numbers/{number}")).await,
+        404,
+        "not_found",
+    );
+}
