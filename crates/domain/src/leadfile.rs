@@ -168,6 +168,63 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
     rows_from_table(&headers, records)
 }
 
+/// Milliseconds from the Unix epoch back to Excel's day zero (1899-12-30, the 1900 date system).
+const EXCEL_EPOCH_MS: f64 = -2_209_161_600_000.0;
+
+/// A cell as text: numbers without exponent or `.0`, dates as RFC 3339 (UTC).
+fn cell_text(cell: &calamine::Data) -> String {
+    use calamine::Data;
+    match cell {
+        Data::Empty | Data::Error(_) => String::new(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Bool(b) => b.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) => format!("{f}"),
+        Data::DateTime(dt) => {
+            let ms = (EXCEL_EPOCH_MS + dt.as_f64() * 86_400_000.0).round() as i64;
+            match jiff::Timestamp::from_millisecond(ms) {
+                Ok(ts) if dt.is_datetime() => format!("{ts:.0}"),
+                _ => dt.as_f64().to_string(),
+            }
+        }
+    }
+}
+
+/// Reads the first sheet of an XLSX workbook.
+pub fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
+    use calamine::Reader;
+    let unreadable = |e: String| {
+        Invalid::new(
+            "invalid_file",
+            format!("the XLSX file could not be read: {e}"),
+        )
+    };
+    let mut workbook = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
+        .map_err(|e| unreadable(e.to_string()))?;
+    let range = match workbook.worksheet_range_at(0) {
+        Some(Ok(range)) => range,
+        Some(Err(e)) => return Err(unreadable(e.to_string())),
+        None => return Err(Invalid::new("invalid_file", "the workbook has no sheet")),
+    };
+    let mut rows = range.rows();
+    let headers: Vec<String> = rows
+        .next()
+        .map(|r| r.iter().map(cell_text).collect())
+        .unwrap_or_default();
+    let records: Vec<(usize, Vec<String>)> = rows
+        .enumerate()
+        .map(|(i, row)| (i + 1, row.iter().map(cell_text).collect()))
+        .collect();
+    if records.len() > MAX_ROWS {
+        return Err(Invalid::new(
+            "too_many_rows",
+            format!("a file holds at most {MAX_ROWS} rows"),
+        ));
+    }
+    rows_from_table(&headers, records)
+}
+
 /// Turns a header plus `(position, cells)` rows into leads, applying the column rules.
 pub fn rows_from_table(
     headers: &[String],
@@ -357,6 +414,28 @@ mod tests {
         assert_eq!(positions, [1, 2, 4, 5]);
         assert_eq!(rows[0].variables.get("Name").unwrap(), "Noel");
         assert_eq!(rows[3].phone_number.as_deref(), Some("1.20156E+10"));
+    }
+
+    #[test]
+    fn reads_xlsx_numbers_and_dates() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/leads/numeric_phones.xlsx"
+        ))
+        .unwrap();
+        let rows = read_xlsx(&bytes).unwrap();
+        let phones: Vec<_> = rows
+            .iter()
+            .map(|r| r.phone_number.clone().unwrap())
+            .collect();
+        assert_eq!(phones, ["12015550131", "12015550132", "+12015550133"]);
+        let amounts: Vec<_> = rows
+            .iter()
+            .map(|r| r.variables["loan_amount"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(amounts, ["250000", "120000.5", "80000"]);
+        assert_eq!(rows[0].variables["callback_after"], "2026-12-08T10:30:00Z");
+        assert_eq!(rows[2].variables["callback_after"], "");
     }
 
     #[test]

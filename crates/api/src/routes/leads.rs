@@ -87,13 +87,11 @@ async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
         }
     }
     let file = file.ok_or_else(|| ApiError::validation("the form has no file part"))?;
-    if is_xlsx(&file) {
-        return Err(ApiError::bad_request(
-            "unsupported_file",
-            "XLSX files are not supported yet; export the sheet as CSV",
-        ));
-    }
-    upload.rows = leadfile::read_csv(&file)?;
+    upload.rows = if is_xlsx(&file) {
+        leadfile::read_xlsx(&file)?
+    } else {
+        leadfile::read_csv(&file)?
+    };
     Ok(upload)
 }
 

@@ -145,6 +145,40 @@ async fn excel_exports_with_bom_semicolons_and_lost_digits() {
 }
 
 #[tokio::test]
+async fn xlsx_numbers_keep_their_digits_and_dates_become_date_times() {
+    let app = TestApp::spawn().await;
+    let id = app.workflow("Sheet").await;
+    let reply = app
+        .upload(
+            &id,
+            "numeric_phones.xlsx",
+            example("numeric_phones.xlsx"),
+            &[("default_country", "US")],
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["leads_enrolled"], 3);
+    assert_eq!(
+        phones(&app, &id).await,
+        ["+12015550131", "+12015550132", "+12015550133"]
+    );
+    let mut leads = app.leads(&id).await;
+    leads.sort_by_key(|l| l["phone_number"].as_str().unwrap().to_string());
+    let amounts: Vec<&str> = leads
+        .iter()
+        .map(|l| l["metadata"]["loan_amount"].as_str().unwrap())
+        .collect();
+    assert_eq!(amounts, ["250000", "120000.5", "80000"]);
+    for lead in &leads[..2] {
+        let when = lead["metadata"]["callback_after"].as_str().unwrap();
+        assert!(
+            when.parse::<jiff::Timestamp>().is_ok(),
+            "{when} is RFC 3339"
+        );
+    }
+}
+
+#[tokio::test]
 async fn invalid_rows_are_grouped_by_reason() {
     let app = TestApp::spawn().await;
     let id = app.workflow("Mixed").await;
