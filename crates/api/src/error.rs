@@ -110,6 +110,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        debug_assert!(
+            crate::codes::lookup(self.code).is_some_and(|c| c.status == self.status.as_u16()),
+            "error code {} ({}) is not in the table of codes",
+            self.code,
+            self.status
+        );
         let request_id = current_request_id();
         let body = json!({
             "statusCode": self.status.as_u16(),

@@ -1,5 +1,6 @@
 //! The HTTP API (API.md sections 1–5, 7 and 10): axum routers per resource over the storage trait.
 
+pub mod codes;
 pub mod error;
 pub mod extract;
 mod routes;
