@@ -49,8 +49,11 @@ codes! {
     "agent_in_use" => 409, "A VOICE_CALL node of a non-final workflow uses the agent.";
     "phone_number_in_use" => 409, "A VOICE_CALL node of a non-final workflow calls from the number.";
     "phone_number_exists" => 409, "The organization already has this phone number.";
+    "idempotency_key_in_use" => 409, "A request with the same Idempotency-Key is still running.";
     "payload_too_large" => 413, "The body exceeds 1 MiB (50 MiB for lead uploads).";
     "unsupported_media_type" => 415, "The Content-Type is not one the endpoint accepts.";
+    "idempotency_key_reused" => 422, "The Idempotency-Key was used before with a different method, path or body.";
+    "rate_limited" => 429, "Too many requests for this API key; see Retry-After.";
     "internal_error" => 500, "An unexpected failure; it is logged with the request_id.";
     "not_ready" => 503, "The database is not reachable.";
 }
@@ -89,7 +92,10 @@ mod tests {
             std::fs::write(path, &rendered).unwrap();
         }
         let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(committed == rendered, "docs/errors.md is stale: run UPDATE_DOCS=1 cargo test -p switchboard-api");
+        assert!(
+            committed == rendered,
+            "docs/errors.md is stale: run UPDATE_DOCS=1 cargo test -p switchboard-api"
+        );
     }
 
     #[test]
@@ -97,7 +103,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in super::ERROR_CODES {
             assert!(seen.insert(c.code), "{} twice", c.code);
-            assert!(c.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", c.code);
+            assert!(
+                c.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                c.code
+            );
         }
     }
 }

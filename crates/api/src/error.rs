@@ -45,11 +45,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
@@ -76,21 +72,13 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::not_found(what),
-            StoreError::Conflict {
-                code,
-                message,
-                details,
-            } => Self {
+            StoreError::Conflict { code, message, details } => Self {
                 status: StatusCode::CONFLICT,
                 code,
                 message: Value::String(message),
                 details,
             },
-            StoreError::Invalid {
-                code,
-                message,
-                details,
-            } => Self {
+            StoreError::Invalid { code, message, details } => Self {
                 status: StatusCode::BAD_REQUEST,
                 code,
                 message: Value::String(message),

@@ -1,6 +1,5 @@
 //! Request extractors that answer every rejection with the API's error body.
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
@@ -8,15 +7,16 @@ use axum::http::{StatusCode, header};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use subtle::ConstantTimeEq;
 use switchboard_domain::ids;
 use switchboard_store::PageRequest;
 
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 
-/// The organization an authenticated request acts for.
+/// The organization an authenticated request acts for (set by the `/v1` guard).
+#[derive(Debug, Clone)]
 pub struct Auth {
     pub org: String,
+    pub key_id: String,
 }
 
 /// Splits `sbk_<key id>_<secret>` into its key id and secret.
@@ -32,43 +32,15 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-impl FromRequestParts<AppState> for Auth {
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("missing Authorization header (expected: Bearer <api key>)")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be: Bearer <api key>")
-            })?;
-        let (key_id, secret) =
-            parse_api_key(token).ok_or_else(|| ApiError::unauthorized("malformed API key"))?;
-        let auth = state.store.api_key_auth(key_id).await?;
-        match auth {
-            Some(auth)
-                if !auth.revoked
-                    && bool::from(
-                        hash_secret(secret)
-                            .as_bytes()
-                            .ct_eq(auth.secret_hash.as_bytes()),
-                    ) =>
-            {
-                Ok(Auth {
-                    org: auth.organization_id,
-                })
-            }
-            Some(auth) if auth.revoked => Err(ApiError::unauthorized("this API key was revoked")),
-            _ => Err(ApiError::unauthorized("unknown API key")),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> ApiResult<Self> {
+        parts
+            .extensions
+            .get::<Auth>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("this route needs an API key"))
     }
 }
 
@@ -83,11 +55,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
+            .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let bytes = read_body(req, JSON_BODY_LIMIT).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -112,27 +80,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "invalid_json",
-            "the body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        )),
+        Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))),
     }
 }
 
 pub async fn read_body(req: Request, limit: usize) -> ApiResult<axum::body::Bytes> {
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body exceeds the {limit}-byte limit"),
-            )
-        })
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds the {limit}-byte limit"),
+        )
+    })
 }
 
 /// Field access on a JSON object that names the field in every error.
@@ -196,9 +156,7 @@ impl Fields {
 pub fn title(value: &str, field: &str) -> ApiResult<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.chars().count() > 255 {
-        return Err(ApiError::validation(format!(
-            "{field} must be 1 to 255 characters"
-        )));
+        return Err(ApiError::validation(format!("{field} must be 1 to 255 characters")));
     }
     Ok(trimmed.to_string())
 }
@@ -218,10 +176,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
 
 impl QueryMap {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Rejects unknown query parameters, naming them.
@@ -254,9 +209,7 @@ impl QueryMap {
                     .parse::<u64>()
                     .ok()
                     .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(format!("{key} must be an integer from 1 to {max}"))
-                    }),
+                    .ok_or_else(|| ApiError::validation(format!("{key} must be an integer from 1 to {max}"))),
             }
         };
         Ok(PageRequest {
@@ -271,9 +224,7 @@ impl QueryMap {
             .map(|text| {
                 text.parse::<jiff::Timestamp>()
                     .map(|t| t.as_millisecond())
-                    .map_err(|_| {
-                        ApiError::validation(format!("{key} must be an RFC 3339 date-time"))
-                    })
+                    .map_err(|_| ApiError::validation(format!("{key} must be an RFC 3339 date-time")))
             })
             .transpose()
     }

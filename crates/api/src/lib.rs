@@ -3,7 +3,10 @@
 pub mod codes;
 pub mod error;
 pub mod extract;
+mod guard;
 mod routes;
+
+pub use guard::RateLimit;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
@@ -23,6 +26,8 @@ use switchboard_store::{Page, PageRequest, Store};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub waker: Waker,
+    /// Per-key request limit (`None`: off).
+    pub rate_limit: Option<Arc<RateLimit>>,
 }
 
 /// The whole service: `/v1` API plus health probes.
@@ -30,10 +35,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .nest("/v1", routes::v1())
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
-        })
+        .nest(
+            "/v1",
+            routes::v1().layer(axum::middleware::from_fn_with_state(state.clone(), guard::v1_guard)),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -84,10 +90,7 @@ async fn request_id(request: Request, next: Next) -> Response {
 }
 
 /// The list envelope: `{"data": [...], "meta": {"page", "limit", "total", "totalPages"}}`.
-pub(crate) fn page_json<T: Serialize>(
-    page: Page<T>,
-    request: PageRequest,
-) -> Json<serde_json::Value> {
+pub(crate) fn page_json<T: Serialize>(page: Page<T>, request: PageRequest) -> Json<serde_json::Value> {
     let total_pages = page.total.div_ceil(request.limit);
     Json(json!({
         "data": page.data,

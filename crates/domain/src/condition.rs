@@ -78,10 +78,7 @@ fn number_of(v: &Value) -> Option<f64> {
 fn compare(op: Operator, actual: Option<&Value>, expected: Option<&Value>) -> bool {
     use std::cmp::Ordering;
     let Some(actual) = actual else {
-        return matches!(
-            op,
-            Operator::NotExists | Operator::NotEquals | Operator::NotContains
-        );
+        return matches!(op, Operator::NotExists | Operator::NotEquals | Operator::NotContains);
     };
     let expected = expected.cloned().unwrap_or(Value::Null);
     let ordering = match (number_of(actual), number_of(&expected)) {
@@ -138,8 +135,7 @@ pub fn evaluate(ctx: &DataContext<'_>, config: &ConditionalConfig) -> (String, V
             )
         }
         ConditionalConfig::Rules { all, conditions } => {
-            let checks: Vec<(bool, Value)> =
-                conditions.iter().map(|c| evaluate_rule(ctx, c)).collect();
+            let checks: Vec<(bool, Value)> = conditions.iter().map(|c| evaluate_rule(ctx, c)).collect();
             let result = if *all {
                 checks.iter().all(|c| c.0)
             } else {
@@ -190,9 +186,7 @@ mod tests {
             {"field": "budget", "operator": "greater_than", "value": 100000},
             {"field": "call.analysis.interest", "operator": "equals", "value": "YES"}]}));
         assert_eq!(evaluate(&c, &cfg).0, "true");
-        let cfg = conditional(
-            json!({"conditions": [{"field": "budget", "operator": "less_than", "value": "99999"}]}),
-        );
+        let cfg = conditional(json!({"conditions": [{"field": "budget", "operator": "less_than", "value": "99999"}]}));
         assert_eq!(evaluate(&c, &cfg).0, "false");
     }
 
@@ -207,8 +201,7 @@ mod tests {
             ("not_contains", "true"),
             ("contains", "false"),
         ] {
-            let cfg =
-                conditional(json!({"conditions": [{"field": "x", "operator": op, "value": "a"}]}));
+            let cfg = conditional(json!({"conditions": [{"field": "x", "operator": op, "value": "a"}]}));
             assert_eq!(evaluate(&c, &cfg).0, expect, "{op}");
         }
         let cfg = conditional(json!({"conditions": [{"field": "x", "operator": "not_exists"}]}));
@@ -220,9 +213,7 @@ mod tests {
         let vars = Map::new();
         let facts = json!({"call": {"status": "NO_ANSWER"}});
         let c = ctx(&vars, &facts);
-        let cfg = conditional(
-            json!({"condition_field": "call_status", "branches": ["completed", "no_answer"]}),
-        );
+        let cfg = conditional(json!({"condition_field": "call_status", "branches": ["completed", "no_answer"]}));
         assert_eq!(evaluate(&c, &cfg).0, "no_answer");
         let cfg = conditional(json!({"condition_field": "call_status", "branches": ["BUSY"]}));
         assert_eq!(evaluate(&c, &cfg).0, "no_match");

@@ -62,14 +62,8 @@ const OPERATORS: &[(&str, Operator)] = &[
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConditionalConfig {
-    Branch {
-        field: String,
-        branches: Vec<String>,
-    },
-    Rules {
-        all: bool,
-        conditions: Vec<Condition>,
-    },
+    Branch { field: String, branches: Vec<String> },
+    Rules { all: bool, conditions: Vec<Condition> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,9 +89,7 @@ fn bad(message: impl Into<String>) -> Invalid {
 }
 
 fn object(value: &Value) -> Result<&Map<String, Value>, Invalid> {
-    value
-        .as_object()
-        .ok_or_else(|| bad("config must be a JSON object"))
+    value.as_object().ok_or_else(|| bad("config must be a JSON object"))
 }
 
 fn only_keys(map: &Map<String, Value>, allowed: &[&str]) -> Result<(), Invalid> {
@@ -161,10 +153,7 @@ impl NodeConfig {
     /// Every outcome the node can produce, each needing an edge (or a default edge) at activation.
     pub fn outcomes(&self) -> Vec<String> {
         match self {
-            Self::VoiceCall(_) => CallOutcome::ALL
-                .iter()
-                .map(|o| o.as_str().to_string())
-                .collect(),
+            Self::VoiceCall(_) => CallOutcome::ALL.iter().map(|o| o.as_str().to_string()).collect(),
             Self::Time(_) => vec![String::new()],
             Self::Conditional(ConditionalConfig::Branch { branches, .. }) => branches.clone(),
             Self::Conditional(ConditionalConfig::Rules { .. }) => {
@@ -196,9 +185,7 @@ fn parse_voice_call(map: &Map<String, Value>) -> Result<VoiceCallConfig, Invalid
                     .as_str()
                     .and_then(CallOutcome::parse_loose)
                     .filter(|o| *o != CallOutcome::Completed)
-                    .ok_or_else(|| {
-                        bad("config.retry_on entries must be NO_ANSWER, BUSY, VOICEMAIL or FAILED")
-                    })?;
+                    .ok_or_else(|| bad("config.retry_on entries must be NO_ANSWER, BUSY, VOICEMAIL or FAILED"))?;
                 if !out.contains(&outcome) {
                     out.push(outcome);
                 }
@@ -235,16 +222,10 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
             "until_field",
         ],
     )?;
-    let forms: Vec<&str> = [
-        "delay_minutes",
-        "delay_hours",
-        "delay_days",
-        "duration",
-        "until_field",
-    ]
-    .into_iter()
-    .filter(|k| map.contains_key(*k))
-    .collect();
+    let forms: Vec<&str> = ["delay_minutes", "delay_hours", "delay_days", "duration", "until_field"]
+        .into_iter()
+        .filter(|k| map.contains_key(*k))
+        .collect();
     if forms.len() != 1 {
         return Err(bad(
             "config must have exactly one of delay_minutes, delay_hours, delay_days, duration (with unit) or until_field",
@@ -255,8 +236,8 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
     }
     let minutes = match forms[0] {
         "until_field" => {
-            let field = opt_string(map, "until_field")?
-                .ok_or_else(|| bad("config.until_field must name a data path"))?;
+            let field =
+                opt_string(map, "until_field")?.ok_or_else(|| bad("config.until_field must name a data path"))?;
             return Ok(TimeConfig::Until { field });
         }
         "delay_minutes" => positive_number(map, "delay_minutes")?,
@@ -269,9 +250,7 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
                 Some("hours") => n * 60.0,
                 Some("days") => n * 1440.0,
                 _ => {
-                    return Err(bad(
-                        "config.unit must be \"minutes\", \"hours\" or \"days\"",
-                    ));
+                    return Err(bad("config.unit must be \"minutes\", \"hours\" or \"days\""));
                 }
             }
         }
@@ -280,25 +259,17 @@ fn parse_time(map: &Map<String, Value>) -> Result<TimeConfig, Invalid> {
     if ms > MAX_DELAY_MS {
         return Err(bad("config: a TIME delay is at most 365 days"));
     }
-    Ok(TimeConfig::Delay {
-        ms: ms.round() as i64,
-    })
+    Ok(TimeConfig::Delay { ms: ms.round() as i64 })
 }
 
 fn parse_conditional(map: &Map<String, Value>) -> Result<ConditionalConfig, Invalid> {
     if map.contains_key("condition_field") || map.contains_key("branches") {
         only_keys(map, &["condition_field", "branches"])?;
-        let field = opt_string(map, "condition_field")?
-            .ok_or_else(|| bad("config.condition_field is required"))?;
+        let field = opt_string(map, "condition_field")?.ok_or_else(|| bad("config.condition_field is required"))?;
         let branches: Vec<String> = match map.get("branches") {
             Some(Value::Array(items)) if !items.is_empty() => items
                 .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                })
+                .map(|v| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from))
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad("config.branches must be non-empty strings"))?,
             _ => return Err(bad("config.branches must be a non-empty list of strings")),
@@ -367,10 +338,7 @@ fn parse_conditional(map: &Map<String, Value>) -> Result<ConditionalConfig, Inva
 }
 
 fn parse_application(map: &Map<String, Value>) -> Result<ApplicationConfig, Invalid> {
-    only_keys(
-        map,
-        &["action", "url", "method", "headers", "body", "timeout_ms"],
-    )?;
+    only_keys(map, &["action", "url", "method", "headers", "body", "timeout_ms"])?;
     match map.get("action").and_then(Value::as_str) {
         Some("webhook") | None => {}
         Some(other) => {
@@ -381,9 +349,7 @@ fn parse_application(map: &Map<String, Value>) -> Result<ApplicationConfig, Inva
     }
     let url = opt_string(map, "url")?.ok_or_else(|| bad("config.url is required"))?;
     if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-        return Err(bad(
-            "config.url must be an absolute http:// or https:// URL",
-        ));
+        return Err(bad("config.url must be an absolute http:// or https:// URL"));
     }
     let method = opt_string(map, "method")?
         .unwrap_or_else(|| "POST".into())
@@ -433,16 +399,14 @@ mod tests {
 
     #[test]
     fn voice_call_defaults_and_limits() {
-        let NodeConfig::VoiceCall(c) = NodeConfig::parse(NodeType::VoiceCall, &json!({})).unwrap()
-        else {
+        let NodeConfig::VoiceCall(c) = NodeConfig::parse(NodeType::VoiceCall, &json!({})).unwrap() else {
             panic!()
         };
         assert_eq!((c.max_attempts, c.retry_delay_minutes), (1, 60));
         assert_eq!(c.retry_on, vec![CallOutcome::NoAnswer, CallOutcome::Busy]);
         let err = NodeConfig::parse(NodeType::VoiceCall, &json!({"max_attempts": 11})).unwrap_err();
         assert!(err.message.contains("max_attempts"));
-        let err = NodeConfig::parse(NodeType::VoiceCall, &json!({"retry_on": ["COMPLETED"]}))
-            .unwrap_err();
+        let err = NodeConfig::parse(NodeType::VoiceCall, &json!({"retry_on": ["COMPLETED"]})).unwrap_err();
         assert!(err.message.contains("retry_on"));
     }
 
@@ -462,8 +426,7 @@ mod tests {
 
     #[test]
     fn application_requires_url() {
-        let err =
-            NodeConfig::parse(NodeType::Application, &json!({"action": "webhook"})).unwrap_err();
+        let err = NodeConfig::parse(NodeType::Application, &json!({"action": "webhook"})).unwrap_err();
         assert!(err.message.contains("url"));
         let err = NodeConfig::parse(
             NodeType::Application,

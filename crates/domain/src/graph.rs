@@ -125,11 +125,7 @@ impl Graph {
             });
         }
         let targets: HashSet<&str> = self.edges.iter().map(|e| e.to_node_id.as_str()).collect();
-        let roots: Vec<&NodeDef> = self
-            .nodes
-            .iter()
-            .filter(|n| !targets.contains(n.id.as_str()))
-            .collect();
+        let roots: Vec<&NodeDef> = self.nodes.iter().filter(|n| !targets.contains(n.id.as_str())).collect();
         match roots.as_slice() {
             [one] => Ok(one),
             [] => Err(Problem::new(
@@ -142,10 +138,7 @@ impl Graph {
                 format!(
                     "{} nodes have no incoming edge ({}); set entry_node_id or connect them",
                     many.len(),
-                    many.iter()
-                        .map(|n| n.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    many.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")
                 ),
                 None,
             )),
@@ -165,11 +158,7 @@ impl Graph {
         };
         if let Some(entry) = &entry {
             let reached = self.reachable_from(entry);
-            for node in self
-                .nodes
-                .iter()
-                .filter(|n| !reached.contains(n.id.as_str()))
-            {
+            for node in self.nodes.iter().filter(|n| !reached.contains(n.id.as_str())) {
                 errors.push(Problem::new(
                     "unreachable_node",
                     format!("node {} is not reachable from the entry node", node.id),
@@ -207,10 +196,7 @@ impl Graph {
             if has_edges {
                 errors.push(Problem::new(
                     "terminal_has_edges",
-                    format!(
-                        "{} node {} must not have outgoing edges",
-                        node.node_type, node.id
-                    ),
+                    format!("{} node {} must not have outgoing edges", node.node_type, node.id),
                     id,
                 ));
             }
@@ -242,10 +228,7 @@ impl Graph {
                     };
                     errors.push(Problem::new(
                         "uncovered_outcome",
-                        format!(
-                            "node {}: no edge takes {shown} and there is no default edge",
-                            node.id
-                        ),
+                        format!("node {}: no edge takes {shown} and there is no default edge", node.id),
                         id,
                     ));
                 }
@@ -258,27 +241,29 @@ impl Graph {
                     format!("node {}: config.agent_id is required", node.id),
                     id,
                 )),
-                Some(agent) => match directory.agents.get(agent) {
-                    None => errors.push(Problem::new(
-                        "config_invalid",
-                        format!("node {}: agent {agent} does not exist", node.id),
-                        id,
-                    )),
-                    Some(vars) => {
-                        if let Some(known) = &directory.known_variables {
-                            for var in vars
-                                .iter()
-                                .filter(|v| !known.contains(*v) && v.as_str() != "phone_number")
-                            {
-                                warnings.push(Problem::new(
+                Some(agent) => {
+                    match directory.agents.get(agent) {
+                        None => errors.push(Problem::new(
+                            "config_invalid",
+                            format!("node {}: agent {agent} does not exist", node.id),
+                            id,
+                        )),
+                        Some(vars) => {
+                            if let Some(known) = &directory.known_variables {
+                                for var in vars
+                                    .iter()
+                                    .filter(|v| !known.contains(*v) && v.as_str() != "phone_number")
+                                {
+                                    warnings.push(Problem::new(
                                     "unknown_variable",
                                     format!("node {}: agent variable {{{{{var}}}}} is not provided by any enrolled column", node.id),
                                     id,
                                 ));
+                                }
                             }
                         }
                     }
-                },
+                }
             }
             match &call.from_phone_number {
                 None => errors.push(Problem::new(
@@ -286,16 +271,14 @@ impl Graph {
                     format!("node {}: config.from_phone_number is required", node.id),
                     id,
                 )),
-                Some(number) if !directory.active_numbers.contains(number) => {
-                    errors.push(Problem::new(
-                        "config_invalid",
-                        format!(
-                            "node {}: {number} is not an active phone number of this organization",
-                            node.id
-                        ),
-                        id,
-                    ))
-                }
+                Some(number) if !directory.active_numbers.contains(number) => errors.push(Problem::new(
+                    "config_invalid",
+                    format!(
+                        "node {}: {number} is not an active phone number of this organization",
+                        node.id
+                    ),
+                    id,
+                )),
                 Some(_) => {}
             }
         }
@@ -323,9 +306,7 @@ impl Graph {
         let edges: Vec<(&str, &str)> = self
             .edges
             .iter()
-            .filter(|e| {
-                instant.contains(e.from_node_id.as_str()) && instant.contains(e.to_node_id.as_str())
-            })
+            .filter(|e| instant.contains(e.from_node_id.as_str()) && instant.contains(e.to_node_id.as_str()))
             .map(|e| (e.from_node_id.as_str(), e.to_node_id.as_str()))
             .collect();
         // Peel nodes without incoming, then without outgoing, edges: what remains lies on a cycle.

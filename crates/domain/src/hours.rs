@@ -25,18 +25,11 @@ fn zones_by_country() -> &'static HashMap<&'static str, Vec<&'static str>> {
 }
 
 /// The zone a lead's calling hours are read in: its own, else its country's only zone, else the workflow's.
-pub fn lead_zone(
-    lead_timezone: Option<&str>,
-    phone_country: Option<&str>,
-    workflow_timezone: &str,
-) -> String {
+pub fn lead_zone(lead_timezone: Option<&str>, phone_country: Option<&str>, workflow_timezone: &str) -> String {
     if let Some(tz) = lead_timezone.filter(|tz| TimeZone::get(tz).is_ok()) {
         return tz.to_string();
     }
-    if let Some([only]) = phone_country
-        .and_then(|c| zones_by_country().get(c))
-        .map(Vec::as_slice)
-    {
+    if let Some([only]) = phone_country.and_then(|c| zones_by_country().get(c)).map(Vec::as_slice) {
         return (*only).to_string();
     }
     workflow_timezone.to_string()
@@ -101,19 +94,12 @@ mod tests {
 
     #[test]
     fn bogota_never_admits_three_am() {
-        let h = hours(
-            &["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-            "09:00",
-            "20:00",
-        );
+        let h = hours(&["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "09:00", "20:00");
         // 03:00 in Bogota (UTC-5) is 08:00 UTC.
         let opening = next_opening(ms("2026-03-10T08:00:00Z"), "America/Bogota", &h).unwrap();
         assert_eq!(opening, ms("2026-03-10T14:00:00Z"));
         // 19:59 local is inside; 20:00 local (01:00 UTC next day) is not.
-        assert_eq!(
-            next_opening(ms("2026-03-11T00:59:00Z"), "America/Bogota", &h),
-            None
-        );
+        assert_eq!(next_opening(ms("2026-03-11T00:59:00Z"), "America/Bogota", &h), None);
         assert_eq!(
             next_opening(ms("2026-03-11T01:00:00Z"), "America/Bogota", &h),
             Some(ms("2026-03-11T14:00:00Z"))
@@ -135,15 +121,9 @@ mod tests {
 
     #[test]
     fn zones_by_lead_country_and_workflow() {
-        assert_eq!(
-            lead_zone(Some("Europe/Paris"), Some("IN"), "UTC"),
-            "Europe/Paris"
-        );
+        assert_eq!(lead_zone(Some("Europe/Paris"), Some("IN"), "UTC"), "Europe/Paris");
         assert_eq!(lead_zone(None, Some("IN"), "UTC"), "Asia/Kolkata");
-        assert_eq!(
-            lead_zone(None, Some("US"), "America/Chicago"),
-            "America/Chicago"
-        );
+        assert_eq!(lead_zone(None, Some("US"), "America/Chicago"), "America/Chicago");
         assert_eq!(lead_zone(Some("Not/AZone"), None, "UTC"), "UTC");
     }
 }

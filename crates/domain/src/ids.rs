@@ -35,12 +35,9 @@ pub fn new_secret() -> String {
 
 /// Whether `value` has the shape of an id with this prefix.
 pub fn is_id(prefix: &str, value: &str) -> bool {
-    value.strip_prefix(prefix).is_some_and(|rest| {
-        rest.len() == ID_LEN
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-    })
+    value
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.len() == ID_LEN && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
 }
 
 #[cfg(test)]

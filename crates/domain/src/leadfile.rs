@@ -69,10 +69,7 @@ impl Rejections {
         });
         group.count += 1;
         if group.rows.len() < LISTED_ROWS_PER_GROUP {
-            group.rows.push(RowRef {
-                position,
-                phone_number,
-            });
+            group.rows.push(RowRef { position, phone_number });
         }
     }
 
@@ -120,12 +117,7 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
         .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| {
-            Invalid::new(
-                "invalid_file",
-                format!("the CSV header could not be read: {e}"),
-            )
-        })?
+        .map_err(|e| Invalid::new("invalid_file", format!("the CSV header could not be read: {e}")))?
         .iter()
         .map(String::from)
         .collect();
@@ -138,10 +130,7 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                return Err(Invalid::new(
-                    "invalid_file",
-                    format!("the CSV could not be read: {e}"),
-                ));
+                return Err(Invalid::new("invalid_file", format!("the CSV could not be read: {e}")));
             }
         }
         let start = record.position().map(|p| p.byte() as usize).unwrap_or(0);
@@ -160,10 +149,7 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
                 format!("a file holds at most {MAX_ROWS} rows"),
             ));
         }
-        records.push((
-            position,
-            record.iter().map(String::from).collect::<Vec<_>>(),
-        ));
+        records.push((position, record.iter().map(String::from).collect::<Vec<_>>()));
     }
     rows_from_table(&headers, records)
 }
@@ -194,14 +180,9 @@ fn cell_text(cell: &calamine::Data) -> String {
 /// Reads the first sheet of an XLSX workbook.
 pub fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
     use calamine::Reader;
-    let unreadable = |e: String| {
-        Invalid::new(
-            "invalid_file",
-            format!("the XLSX file could not be read: {e}"),
-        )
-    };
-    let mut workbook = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|e| unreadable(e.to_string()))?;
+    let unreadable = |e: String| Invalid::new("invalid_file", format!("the XLSX file could not be read: {e}"));
+    let mut workbook =
+        calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes)).map_err(|e| unreadable(e.to_string()))?;
     let range = match workbook.worksheet_range_at(0) {
         Some(Ok(range)) => range,
         Some(Err(e)) => return Err(unreadable(e.to_string())),
@@ -226,10 +207,7 @@ pub fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
 }
 
 /// Turns a header plus `(position, cells)` rows into leads, applying the column rules.
-pub fn rows_from_table(
-    headers: &[String],
-    records: Vec<(usize, Vec<String>)>,
-) -> Result<Vec<RawLead>, Invalid> {
+pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -> Result<Vec<RawLead>, Invalid> {
     let mut columns = Vec::with_capacity(headers.len());
     let mut seen = HashSet::new();
     for (i, header) in headers.iter().enumerate() {
@@ -239,10 +217,7 @@ pub fn rows_from_table(
                 .iter()
                 .any(|(_, cells)| cells.get(i).is_some_and(|c| !c.trim().is_empty()));
             if has_values {
-                return Err(invalid_header(format!(
-                    "column {} has values but no header",
-                    i + 1
-                )));
+                return Err(invalid_header(format!("column {} has values but no header", i + 1)));
             }
             columns.push(Column::Ignored);
             continue;
@@ -258,9 +233,7 @@ pub fn rows_from_table(
             _ => header.trim().to_string(),
         };
         if !seen.insert(identity.clone()) {
-            return Err(invalid_header(format!(
-                "the header {identity} is used twice"
-            )));
+            return Err(invalid_header(format!("the header {identity} is used twice")));
         }
         columns.push(column);
     }
@@ -286,8 +259,7 @@ pub fn rows_from_table(
                 Column::Phone if !value.is_empty() => lead.phone_number = Some(value.to_string()),
                 Column::Timezone if !value.is_empty() => lead.timezone = Some(value.to_string()),
                 Column::Variable(name) => {
-                    lead.variables
-                        .insert(name.clone(), Value::String(value.to_string()));
+                    lead.variables.insert(name.clone(), Value::String(value.to_string()));
                 }
                 _ => {}
             }
@@ -314,15 +286,11 @@ pub fn from_json(position: usize, value: &Value) -> Result<RawLead, Invalid> {
         Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => {
-            return Err(bad(format!(
-                "lead {position}: phone_number must be a string"
-            )));
+            return Err(bad(format!("lead {position}: phone_number must be a string")));
         }
     };
     if obj.contains_key("metadata") && obj.contains_key("variables") {
-        return Err(bad(format!(
-            "lead {position}: send metadata or variables, not both"
-        )));
+        return Err(bad(format!("lead {position}: send metadata or variables, not both")));
     }
     let mut variables = Map::new();
     match obj.get("metadata").or_else(|| obj.get("variables")) {
@@ -368,10 +336,7 @@ pub fn check_row(
         return fail(RowReason::TooManyColumns, &raw);
     }
     let too_long = |s: &str| s.chars().count() > MAX_CELL_CHARS;
-    if raw
-        .variables
-        .values()
-        .any(|v| v.as_str().is_some_and(too_long))
+    if raw.variables.values().any(|v| v.as_str().is_some_and(too_long))
         || raw.phone_number.as_deref().is_some_and(too_long)
     {
         return fail(RowReason::ValueTooLong, &raw);
@@ -387,11 +352,7 @@ pub fn check_row(
     {
         return fail(RowReason::UnsupportedDestinationCountry, &raw);
     }
-    if raw
-        .timezone
-        .as_deref()
-        .is_some_and(|tz| !is_valid_timezone(tz))
-    {
+    if raw.timezone.as_deref().is_some_and(|tz| !is_valid_timezone(tz)) {
         return fail(RowReason::InvalidTimezone, &raw);
     }
     Ok(LeadCandidate {
@@ -424,10 +385,7 @@ mod tests {
         ))
         .unwrap();
         let rows = read_xlsx(&bytes).unwrap();
-        let phones: Vec<_> = rows
-            .iter()
-            .map(|r| r.phone_number.clone().unwrap())
-            .collect();
+        let phones: Vec<_> = rows.iter().map(|r| r.phone_number.clone().unwrap()).collect();
         assert_eq!(phones, ["12015550131", "12015550132", "+12015550133"]);
         let amounts: Vec<_> = rows
             .iter()
@@ -440,20 +398,13 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        assert_eq!(
-            read_csv(b"name,city\nA,B\n").unwrap_err().code,
-            "invalid_header"
-        );
+        assert_eq!(read_csv(b"name,city\nA,B\n").unwrap_err().code, "invalid_header");
         assert_eq!(
             read_csv(b"phone,name,name\n1,A,B\n").unwrap_err().code,
             "invalid_header"
         );
-        assert_eq!(
-            read_csv(b"phone,,x\n1,A,B\n").unwrap_err().code,
-            "invalid_header"
-        );
-        let rows =
-            read_csv(b"PHONE-NUMBER,Time Zone,timezone,\n+12015550101,a,Asia/Kolkata,\n").unwrap();
+        assert_eq!(read_csv(b"phone,,x\n1,A,B\n").unwrap_err().code, "invalid_header");
+        let rows = read_csv(b"PHONE-NUMBER,Time Zone,timezone,\n+12015550101,a,Asia/Kolkata,\n").unwrap();
         assert_eq!(rows[0].timezone.as_deref(), Some("Asia/Kolkata"));
         assert_eq!(rows[0].variables.keys().collect::<Vec<_>>(), ["Time Zone"]);
     }
@@ -471,19 +422,13 @@ mod tests {
             RowReason::MissingPhoneNumber
         );
         assert_eq!(
-            check_row(raw(Some("+999123456789"), None), None, None)
-                .unwrap_err()
-                .0,
+            check_row(raw(Some("+999123456789"), None), None, None).unwrap_err().0,
             RowReason::InvalidPhoneNumber
         );
         assert_eq!(
-            check_row(
-                raw(Some("+12015550122"), Some("Mars/Olympus_Mons")),
-                None,
-                None
-            )
-            .unwrap_err()
-            .0,
+            check_row(raw(Some("+12015550122"), Some("Mars/Olympus_Mons")), None, None)
+                .unwrap_err()
+                .0,
             RowReason::InvalidTimezone
         );
         let only_in: HashSet<String> = ["IN".to_string()].into();

@@ -30,18 +30,12 @@ pub fn normalize(raw: &str, default_country: Option<&str>) -> Option<E164> {
         None
     };
     let digits = international.as_deref().unwrap_or(&cleaned);
-    if digits.trim_start_matches('+').is_empty()
-        || !digits
-            .trim_start_matches('+')
-            .bytes()
-            .all(|b| b.is_ascii_digit())
+    if digits.trim_start_matches('+').is_empty() || !digits.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit())
     {
         return None;
     }
     let parsed = match international {
-        Some(text) => phonenumber::parse(None, text)
-            .ok()
-            .filter(phonenumber::is_valid)?,
+        Some(text) => phonenumber::parse(None, text).ok().filter(phonenumber::is_valid)?,
         None => national(&cleaned, default_country?)?,
     };
     let country = parsed.country().id().map(|id| id.as_ref().to_string());
@@ -82,55 +76,28 @@ mod tests {
 
     #[test]
     fn normalizes_national_and_international() {
-        assert_eq!(
-            normalize("98765 43210", Some("IN")).unwrap().number,
-            "+919876543210"
-        );
-        assert_eq!(
-            normalize("9123456789", Some("IN")).unwrap().number,
-            "+919123456789"
-        );
-        assert_eq!(
-            normalize("098765 43211", Some("IN")).unwrap().number,
-            "+919876543211"
-        );
+        assert_eq!(normalize("98765 43210", Some("IN")).unwrap().number, "+919876543210");
+        assert_eq!(normalize("9123456789", Some("IN")).unwrap().number, "+919123456789");
+        assert_eq!(normalize("098765 43211", Some("IN")).unwrap().number, "+919876543211");
         assert_eq!(
             normalize("(91) 98765-43212", Some("IN")).unwrap().number,
             "+919876543212"
         );
-        assert_eq!(
-            normalize("12015550113", Some("US")).unwrap().number,
-            "+12015550113"
-        );
-        assert_eq!(
-            normalize("06 6982 1234", Some("IT")).unwrap().number,
-            "+390669821234"
-        );
-        assert_eq!(
-            normalize("0091 98765-43210", None).unwrap().number,
-            "+919876543210"
-        );
+        assert_eq!(normalize("12015550113", Some("US")).unwrap().number, "+12015550113");
+        assert_eq!(normalize("06 6982 1234", Some("IT")).unwrap().number, "+390669821234");
+        assert_eq!(normalize("0091 98765-43210", None).unwrap().number, "+919876543210");
         let us = normalize("'(201) 555-0111", Some("US")).unwrap();
         assert_eq!(
             (us.number.as_str(), us.country.as_deref()),
             ("+12015550111", Some("US"))
         );
-        assert_eq!(
-            normalize("+447400123456", None).unwrap().country.as_deref(),
-            Some("GB")
-        );
+        assert_eq!(normalize("+447400123456", None).unwrap().country.as_deref(), Some("GB"));
     }
 
     #[test]
     fn rejects_bad_numbers() {
-        assert!(
-            normalize("9876543210", None).is_none(),
-            "national without a country"
-        );
-        assert!(
-            normalize("1.20156E+10", Some("US")).is_none(),
-            "exponent notation"
-        );
+        assert!(normalize("9876543210", None).is_none(), "national without a country");
+        assert!(normalize("1.20156E+10", Some("US")).is_none(), "exponent notation");
         assert!(normalize("98765", Some("IN")).is_none());
         assert!(normalize("", Some("IN")).is_none());
         assert!(normalize("call me", Some("IN")).is_none());

@@ -25,10 +25,7 @@ pub struct CallingHours {
 impl CallingHours {
     /// Minutes after midnight of `start` and `end`.
     pub fn window_minutes(&self) -> (u32, u32) {
-        (
-            parse_hhmm(&self.start).unwrap_or(0),
-            parse_hhmm(&self.end).unwrap_or(0),
-        )
+        (parse_hhmm(&self.start).unwrap_or(0), parse_hhmm(&self.end).unwrap_or(0))
     }
 
     /// Monday = 0 .. Sunday = 6.
@@ -170,9 +167,7 @@ fn parse_calling_hours(value: &Value) -> Result<CallingHours, Invalid> {
         invalid("settings.calling_hours must be null or {\"days\": [\"mon\", ...], \"start\": \"HH:MM\", \"end\": \"HH:MM\"}")
     })?;
     if hours.days.is_empty() {
-        return Err(invalid(
-            "settings.calling_hours.days must name at least one day",
-        ));
+        return Err(invalid("settings.calling_hours.days must name at least one day"));
     }
     if let Some(bad) = hours.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
         return Err(invalid(format!(

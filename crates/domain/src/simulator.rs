@@ -73,10 +73,7 @@ mod tests {
 
     #[test]
     fn listed_outcomes_repeat_the_last() {
-        let vars = json!({"sim_outcome": "NO_ANSWER, busy"})
-            .as_object()
-            .unwrap()
-            .clone();
+        let vars = json!({"sim_outcome": "NO_ANSWER, busy"}).as_object().unwrap().clone();
         let got: Vec<_> = (1..=4).map(|n| outcome(&vars, "wlead_x", n)).collect();
         assert_eq!(
             got,
@@ -93,10 +90,7 @@ mod tests {
     fn unlisted_outcomes_are_repeatable() {
         let vars = Map::new();
         for n in 1..20 {
-            assert_eq!(
-                outcome(&vars, "wlead_abc", n),
-                outcome(&vars, "wlead_abc", n)
-            );
+            assert_eq!(outcome(&vars, "wlead_abc", n), outcome(&vars, "wlead_abc", n));
         }
         let completed = (0..1000)
             .filter(|i| outcome(&vars, &format!("wlead_{i}"), 1) == CallOutcome::Completed)
@@ -106,11 +100,10 @@ mod tests {
 
     #[test]
     fn analysis_and_duration() {
-        let vars =
-            json!({"sim_analysis": "interest=yes; budget=250000", "sim_duration_seconds": "74"})
-                .as_object()
-                .unwrap()
-                .clone();
+        let vars = json!({"sim_analysis": "interest=yes; budget=250000", "sim_duration_seconds": "74"})
+            .as_object()
+            .unwrap()
+            .clone();
         assert_eq!(
             Value::Object(analysis(&vars)),
             json!({"interest": "yes", "budget": "250000"})

@@ -33,13 +33,7 @@ pub mod rfc3339 {
 mod tests {
     #[test]
     fn formats_with_milliseconds() {
-        assert_eq!(
-            super::format_ms(1_709_283_600_000),
-            "2024-03-01T09:00:00.000Z"
-        );
-        assert_eq!(
-            super::format_ms(1_709_283_600_123),
-            "2024-03-01T09:00:00.123Z"
-        );
+        assert_eq!(super::format_ms(1_709_283_600_000), "2024-03-01T09:00:00.000Z");
+        assert_eq!(super::format_ms(1_709_283_600_123), "2024-03-01T09:00:00.123Z");
     }
 }

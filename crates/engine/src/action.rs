@@ -43,9 +43,7 @@ fn is_private(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
@@ -92,8 +90,7 @@ pub(crate) async fn perform(
     if !allow_private && !target_allowed(&url).await {
         return failure(lead_id, &request, "target_forbidden");
     }
-    let method =
-        reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+    let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
     let mut builder = http
         .request(method, url)
         .timeout(Duration::from_millis(request.timeout_ms))
@@ -115,8 +112,7 @@ pub(crate) async fn perform(
         Err(_) => return failure(lead_id, &request, "connection_error"),
     };
     let kept = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
-    let body = serde_json::from_slice::<Value>(kept)
-        .unwrap_or_else(|_| json!(String::from_utf8_lossy(kept)));
+    let body = serde_json::from_slice::<Value>(kept).unwrap_or_else(|_| json!(String::from_utf8_lossy(kept)));
     ActionResult {
         lead_id,
         step_seq: request.step_seq,

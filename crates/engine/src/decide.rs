@@ -8,13 +8,9 @@ use switchboard_domain::condition::{self, DataContext};
 use switchboard_domain::config::{ApplicationConfig, NodeConfig, TimeConfig, VoiceCallConfig};
 use switchboard_domain::hours;
 use switchboard_domain::ids;
-use switchboard_domain::model::{
-    CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus,
-};
+use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
 use switchboard_domain::simulator;
-use switchboard_store::engine::{
-    CallFinish, CallWrite, HistoryWrite, LeadChange, LeadRow, WorkflowSnapshot,
-};
+use switchboard_store::engine::{CallFinish, CallWrite, HistoryWrite, LeadChange, LeadRow, WorkflowSnapshot};
 use switchboard_store::records::Call;
 
 /// Steps a lead may run in a row without placing a call or waiting (API.md 6.7).
@@ -36,9 +32,7 @@ pub(crate) struct BatchContext {
 
 impl BatchContext {
     fn scaled(&self, ms: i64) -> i64 {
-        (ms as f64 / self.time_scale.max(f64::MIN_POSITIVE))
-            .round()
-            .max(0.0) as i64
+        (ms as f64 / self.time_scale.max(f64::MIN_POSITIVE)).round().max(0.0) as i64
     }
 }
 
@@ -49,9 +43,7 @@ pub(crate) struct Decision {
 
 /// Whether `lead` is still waiting for the result of the action started at `step_seq`.
 pub(crate) fn awaits_result(lead: &LeadRow, step_seq: i64) -> bool {
-    lead.status == LeadStatus::InProgress
-        && lead.state == Some(LeadState::Running)
-        && lead.step_seq == Some(step_seq)
+    lead.status == LeadStatus::InProgress && lead.state == Some(LeadState::Running) && lead.step_seq == Some(step_seq)
 }
 
 struct Work<'a> {
@@ -66,12 +58,7 @@ struct Work<'a> {
     freed_call_slot: bool,
 }
 
-pub(crate) fn decide(
-    lead: LeadRow,
-    input: Input,
-    snap: &WorkflowSnapshot,
-    batch: &mut BatchContext,
-) -> Decision {
+pub(crate) fn decide(lead: LeadRow, input: Input, snap: &WorkflowSnapshot, batch: &mut BatchContext) -> Decision {
     let expected_seq = lead.seq;
     let mut work = Work {
         lead,
@@ -132,13 +119,7 @@ impl Work<'_> {
         }
         let state = self.lead.state.unwrap_or(LeadState::Ready);
         if let Some(reason) = self.lead.removal.clone().filter(|_| !state.is_in_flight()) {
-            self.write_entry(
-                StepStatus::Skipped,
-                None,
-                None,
-                Some(json!({"reason": reason})),
-                true,
-            );
+            self.write_entry(StepStatus::Skipped, None, None, Some(json!({"reason": reason})), true);
             return self.finish(LeadStatus::Removed, Some(reason));
         }
         match (state, input) {
@@ -161,29 +142,22 @@ impl Work<'_> {
                     self.run_current();
                 }
             }
-            (
-                LeadState::Waiting
-                | LeadState::OutsideHours
-                | LeadState::Throttled
-                | LeadState::Paused,
-                Input::Due,
-            ) => match self.current_node() {
-                Some((_, NodeType::Time, ..)) => {
-                    if self.after_outcome("", None) {
-                        self.run_current();
+            (LeadState::Waiting | LeadState::OutsideHours | LeadState::Throttled | LeadState::Paused, Input::Due) => {
+                match self.current_node() {
+                    Some((_, NodeType::Time, ..)) => {
+                        if self.after_outcome("", None) {
+                            self.run_current();
+                        }
                     }
-                }
-                Some((_, NodeType::VoiceCall, _, config)) => {
-                    match NodeConfig::parse(NodeType::VoiceCall, &config) {
-                        Ok(NodeConfig::VoiceCall(c)) => self.try_dial(&c),
-                        _ => self.fail(
-                            "config_invalid",
-                            "the VOICE_CALL node's config is invalid".into(),
-                        ),
+                    Some((_, NodeType::VoiceCall, _, config)) => {
+                        match NodeConfig::parse(NodeType::VoiceCall, &config) {
+                            Ok(NodeConfig::VoiceCall(c)) => self.try_dial(&c),
+                            _ => self.fail("config_invalid", "the VOICE_CALL node's config is invalid".into()),
+                        }
                     }
+                    _ => self.fail("node_missing", "the lead's node no longer exists".into()),
                 }
-                _ => self.fail("node_missing", "the lead's node no longer exists".into()),
-            },
+            }
         }
     }
 
@@ -280,11 +254,7 @@ impl Work<'_> {
         }
         let node_id = self.lead.current_node_id.clone().unwrap_or_default();
         let Some(edge) = self.snap.graph.route(&node_id, outcome) else {
-            let shown = if outcome.is_empty() {
-                "(none)"
-            } else {
-                outcome
-            };
+            let shown = if outcome.is_empty() { "(none)" } else { outcome };
             let mut detail = detail.unwrap_or_else(|| json!({}));
             if let Value::Object(map) = &mut detail {
                 map.insert(
@@ -371,12 +341,13 @@ impl Work<'_> {
                 NodeConfig::Time(TimeConfig::Until { field }) => match self.until_instant(&field) {
                     Ok(due) => {
                         self.lead.instant_steps = 0;
-                        return self.wait(LeadState::Waiting, Some(due), Some(json!({"until_field": field, "until": switchboard_domain::time::format_ms(due)})));
+                        return self.wait(
+                            LeadState::Waiting,
+                            Some(due),
+                            Some(json!({"until_field": field, "until": switchboard_domain::time::format_ms(due)})),
+                        );
                     }
-                    Err(note) => (
-                        String::new(),
-                        Some(json!({"until_field": field, "note": note})),
-                    ),
+                    Err(note) => (String::new(), Some(json!({"until_field": field, "note": note}))),
                 },
                 NodeConfig::VoiceCall(c) => return self.try_dial(&c),
                 NodeConfig::Application(a) => return self.start_action(&a, None),
@@ -417,8 +388,7 @@ impl Work<'_> {
             .parse::<jiff::Timestamp>()
             .map(|t| t.as_millisecond())
             .or_else(|_| {
-                let zone =
-                    jiff::tz::TimeZone::get(&self.lead_zone()).unwrap_or(jiff::tz::TimeZone::UTC);
+                let zone = jiff::tz::TimeZone::get(&self.lead_zone()).unwrap_or(jiff::tz::TimeZone::UTC);
                 text.parse::<jiff::civil::DateTime>()
                     .or_else(|_| text.parse::<jiff::civil::Date>().map(|d| d.at(0, 0, 0, 0)))
                     .and_then(|dt| dt.to_zoned_datetime(zone))
@@ -426,9 +396,7 @@ impl Work<'_> {
             })
             .map_err(|_| format!("{field} = {text:?} is not a date-time; continued at once"))?;
         if instant <= self.now() {
-            return Err(format!(
-                "{field} = {text} is in the past; continued at once"
-            ));
+            return Err(format!("{field} = {text} is in the past; continued at once"));
         }
         Ok(instant)
     }
@@ -449,7 +417,8 @@ impl Work<'_> {
         if let Some(window) = &self.snap.settings.calling_hours {
             let zone = self.lead_zone();
             if let Some(opening) = hours::next_opening(self.now(), &zone, window) {
-                let detail = json!({"outside_hours": {"zone": zone, "until": switchboard_domain::time::format_ms(opening)}});
+                let detail =
+                    json!({"outside_hours": {"zone": zone, "until": switchboard_domain::time::format_ms(opening)}});
                 return self.wait(LeadState::OutsideHours, Some(opening), Some(detail));
             }
         }
@@ -460,12 +429,7 @@ impl Work<'_> {
             .entry(self.lead.workflow_id.clone())
             .or_insert(0);
         if *in_flight >= cap {
-            self.lead.queued_at = Some(
-                self.lead
-                    .queued_at
-                    .or(self.lead.due_at)
-                    .unwrap_or(self.batch.now),
-            );
+            self.lead.queued_at = Some(self.lead.queued_at.or(self.lead.due_at).unwrap_or(self.batch.now));
             return self.wait(LeadState::Throttled, None, None);
         }
         *in_flight += 1;
@@ -545,8 +509,7 @@ impl Work<'_> {
                 transcript: answered.then(|| "[simulated call]".to_string()),
                 summary: answered.then(|| format!("Simulated call completed after {talk} s.")),
                 analysis: analysis.clone(),
-                answered_at: matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail)
-                    .then_some(now),
+                answered_at: matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail).then_some(now),
                 ended_at: now,
             }));
         }
@@ -558,16 +521,15 @@ impl Work<'_> {
                                 "attempts": self.lead.attempt, "analysis": analysis.unwrap_or_else(|| json!({})),
                                 "id": self.lead.current_call_id});
         self.facts_mut().insert("call".into(), call_facts);
-        let config =
-            self.current_node()
-                .and_then(|(_, t, _, raw)| match NodeConfig::parse(t, &raw) {
-                    Ok(NodeConfig::VoiceCall(c)) => Some(c),
-                    _ => None,
-                });
+        let config = self
+            .current_node()
+            .and_then(|(_, t, _, raw)| match NodeConfig::parse(t, &raw) {
+                Ok(NodeConfig::VoiceCall(c)) => Some(c),
+                _ => None,
+            });
         if let Some(c) = config {
-            let retry = self.lead.removal.is_none()
-                && c.retry_on.contains(&outcome)
-                && self.lead.attempt < c.max_attempts;
+            let retry =
+                self.lead.removal.is_none() && c.retry_on.contains(&outcome) && self.lead.attempt < c.max_attempts;
             if retry {
                 let due = now + self.batch.scaled(i64::from(c.retry_delay_minutes) * 60_000);
                 return self.wait(
@@ -592,14 +554,8 @@ impl Work<'_> {
     fn render_json(&self, value: &Value) -> Value {
         match value {
             Value::String(s) => Value::String(self.data().render(s)),
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.render_json(v)).collect())
-            }
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), self.render_json(v)))
-                    .collect(),
-            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.render_json(v)).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), self.render_json(v))).collect()),
             other => other.clone(),
         }
     }
@@ -610,11 +566,7 @@ impl Work<'_> {
         let request = ActionRequest {
             method: a.method.clone(),
             url: data.render(&a.url),
-            headers: a
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), data.render(v)))
-                .collect(),
+            headers: a.headers.iter().map(|(k, v)| (k.clone(), data.render(v))).collect(),
             body: a.body.as_ref().map(|b| self.render_json(b)),
             timeout_ms: a.timeout_ms,
             step_seq,
@@ -632,15 +584,9 @@ impl Work<'_> {
     /// An action whose result was never recorded (a crash, an expired lease): send it again with the
     /// same idempotency key so the receiver can drop the repeat.
     fn redrive_action(&mut self) {
-        match self
-            .current_node()
-            .map(|(_, t, _, raw)| NodeConfig::parse(t, &raw))
-        {
+        match self.current_node().map(|(_, t, _, raw)| NodeConfig::parse(t, &raw)) {
             Some(Ok(NodeConfig::Application(a))) => self.start_action(&a, self.lead.step_seq),
-            _ => self.fail(
-                "config_invalid",
-                "the APPLICATION node's config is invalid".into(),
-            ),
+            _ => self.fail("config_invalid", "the APPLICATION node's config is invalid".into()),
         }
     }
 

@@ -124,14 +124,8 @@ impl Engine {
     }
 
     /// The workflows of `inputs`, from the cache when their revision has not moved.
-    async fn snapshots(
-        &self,
-        inputs: &[(LeadRow, Input)],
-    ) -> StoreResult<HashMap<String, Arc<WorkflowSnapshot>>> {
-        let mut ids: Vec<String> = inputs
-            .iter()
-            .map(|(lead, _)| lead.workflow_id.clone())
-            .collect();
+    async fn snapshots(&self, inputs: &[(LeadRow, Input)]) -> StoreResult<HashMap<String, Arc<WorkflowSnapshot>>> {
+        let mut ids: Vec<String> = inputs.iter().map(|(lead, _)| lead.workflow_id.clone()).collect();
         ids.sort();
         ids.dedup();
         let revisions = self.store.workflow_revisions(&ids).await?;
@@ -182,12 +176,7 @@ impl Engine {
         }
         let claimed = self
             .store
-            .claim_due(
-                &self.owner,
-                now,
-                now + self.config.lease_ms,
-                self.config.batch_size,
-            )
+            .claim_due(&self.owner, now, now + self.config.lease_ms, self.config.batch_size)
             .await?;
         let full = claimed.len() as u32 >= self.config.batch_size;
         inputs.extend(claimed.into_iter().map(|lead| (lead, Input::Due)));

@@ -33,11 +33,7 @@ pub struct IssuedKey {
     pub api_key: String,
 }
 
-pub async fn issue_key(
-    store: &dyn Store,
-    org_name: &str,
-    label: Option<&str>,
-) -> anyhow::Result<IssuedKey> {
+pub async fn issue_key(store: &dyn Store, org_name: &str, label: Option<&str>) -> anyhow::Result<IssuedKey> {
     let org = store.ensure_organization(org_name).await?;
     let key_id = switchboard_domain::ids::new_id(switchboard_domain::ids::API_KEY);
     let secret = switchboard_domain::ids::new_secret();
@@ -53,6 +49,8 @@ pub async fn issue_key(
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub engine: EngineConfig,
+    /// Requests per second per API key (bursts up to twice that); 0 turns limits off.
+    pub rate_limit: u32,
 }
 
 /// A running service: its address, and a sender that stops it.
@@ -63,16 +61,17 @@ pub struct Running {
 }
 
 /// Serves the API and runs the engine on `listener` until `shutdown` is sent.
-pub async fn start(
-    store: Arc<dyn Store>,
-    listener: TcpListener,
-    config: ServeConfig,
-) -> anyhow::Result<Running> {
+pub async fn start(store: Arc<dyn Store>, listener: TcpListener, config: ServeConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let waker = Waker::default();
     let engine = Engine::new(store.clone(), config.engine, waker.clone());
-    let app = switchboard_api::router(switchboard_api::AppState { store, waker });
+    let rate_limit = switchboard_api::RateLimit::new(config.rate_limit).map(Arc::new);
+    let app = switchboard_api::router(switchboard_api::AppState {
+        store,
+        waker,
+        rate_limit,
+    });
     let mut http_shutdown = shutdown_rx.clone();
     let done = tokio::spawn(async move {
         let engine_task = tokio::spawn(engine.run(shutdown_rx));

@@ -1,8 +1,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchboard::{
-    DEFAULT_DATABASE_URL, DEFAULT_LISTEN, ServeConfig, install_crypto_provider, issue_key,
-    open_store, start,
+    DEFAULT_DATABASE_URL, DEFAULT_LISTEN, ServeConfig, install_crypto_provider, issue_key, open_store, start,
 };
 use switchboard_engine::EngineConfig;
 use tokio::net::TcpListener;
@@ -42,12 +41,11 @@ struct ServeArgs {
     /// Divides every wait the engine schedules (for tests and demos).
     #[arg(long, env = "SWITCHBOARD_TIME_SCALE", default_value_t = 1.0)]
     time_scale: f64,
+    /// Requests per second per API key (bursts up to twice that); 0 turns limits off.
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = 100)]
+    rate_limit: u32,
     /// Let APPLICATION webhooks reach loopback and private addresses.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_ALLOW_PRIVATE_TARGETS",
-        default_value_t = false
-    )]
+    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_TARGETS", default_value_t = false)]
     allow_private_targets: bool,
 }
 
@@ -86,8 +84,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -117,7 +115,15 @@ async fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
         allow_private_targets: args.allow_private_targets,
         ..Default::default()
     };
-    let running = start(store, listener, ServeConfig { engine }).await?;
+    let running = start(
+        store,
+        listener,
+        ServeConfig {
+            engine,
+            rate_limit: args.rate_limit,
+        },
+    )
+    .await?;
     tracing::info!(addr = %running.addr, database, "switchboard is serving");
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -157,11 +163,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 KeysCommand::List => {
                     for key in store.list_api_keys().await? {
-                        let status = if key.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        };
+                        let status = if key.revoked_at.is_some() { "revoked" } else { "active" };
                         println!(
                             "{}\t{}\t{}\t{}",
                             key.id,

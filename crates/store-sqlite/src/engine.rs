@@ -32,18 +32,12 @@ pub(crate) async fn claim_due(
     .fetch_all(&store.writer)
     .await
     .db()?;
-    let mut leads = rows
-        .iter()
-        .map(rows::lead_row)
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut leads = rows.iter().map(rows::lead_row).collect::<StoreResult<Vec<_>>>()?;
     leads.sort_by_key(|l| (l.due_at, l.enrol_order));
     Ok(leads)
 }
 
-pub(crate) async fn load_lead_row(
-    store: &SqliteStore,
-    lead_id: &str,
-) -> StoreResult<Option<LeadRow>> {
+pub(crate) async fn load_lead_row(store: &SqliteStore, lead_id: &str) -> StoreResult<Option<LeadRow>> {
     let row = sqlx::query("SELECT *, rowid AS enrol_order FROM leads WHERE id = ?")
         .bind(lead_id)
         .fetch_optional(&store.writer)
@@ -53,10 +47,7 @@ pub(crate) async fn load_lead_row(
 }
 
 /// The workflow as the engine runs it; unlike the API's view it skips the lead counts.
-pub(crate) async fn engine_snapshot(
-    store: &SqliteStore,
-    workflow_id: &str,
-) -> StoreResult<Option<WorkflowSnapshot>> {
+pub(crate) async fn engine_snapshot(store: &SqliteStore, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {
     let mut conn = store.read().await?;
     let Some(row) = sqlx::query("SELECT * FROM workflows WHERE id = ?")
         .bind(workflow_id)
@@ -88,12 +79,11 @@ pub(crate) async fn workflow_revisions(
     let mut conn = store.read().await?;
     let mut out = HashMap::with_capacity(workflow_ids.len());
     for id in workflow_ids {
-        let revision: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await
-                .db()?;
+        let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
         if let Some(revision) = revision {
             out.insert(id.clone(), revision);
         }
@@ -101,21 +91,16 @@ pub(crate) async fn workflow_revisions(
     Ok(out)
 }
 
-pub(crate) async fn calls_in_flight(
-    store: &SqliteStore,
-    workflow_ids: &[String],
-) -> StoreResult<HashMap<String, u32>> {
+pub(crate) async fn calls_in_flight(store: &SqliteStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
     let mut out = HashMap::new();
     let mut conn = store.writer.acquire().await.db()?;
     for id in workflow_ids {
         // Served by the partial index `leads_calling`.
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM leads WHERE workflow_id = ? AND state = 'calling'",
-        )
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await
-        .db()?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE workflow_id = ? AND state = 'calling'")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
         out.insert(id.clone(), n as u32);
     }
     Ok(out)
@@ -131,12 +116,11 @@ pub(crate) async fn commit_changes(
     let mut revisions = HashMap::new();
     for change in &changes {
         if !revisions.contains_key(&change.lead.workflow_id) {
-            let revision: Option<i64> =
-                sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
-                    .bind(&change.lead.workflow_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .db()?;
+            let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+                .bind(&change.lead.workflow_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?;
             revisions.insert(change.lead.workflow_id.clone(), revision);
         }
     }
@@ -337,12 +321,10 @@ pub(crate) async fn release_all_leases(store: &SqliteStore, now: i64) -> StoreRe
         .execute(&mut *tx)
         .await
         .db()?;
-    sqlx::query(
-        "UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
-    )
-    .execute(&mut *tx)
-    .await
-    .db()?;
+    sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+        .execute(&mut *tx)
+        .await
+        .db()?;
     sqlx::query("UPDATE leads SET due_at = queued_at WHERE state = 'throttled' AND due_at IS NULL")
         .execute(&mut *tx)
         .await

@@ -55,9 +55,7 @@ pub(crate) async fn enrol_leads(
             continue;
         }
         let blocking = match workflow.settings.reenrollment {
-            Reenrollment::Never => {
-                "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ?"
-            }
+            Reenrollment::Never => "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ?",
             Reenrollment::AfterExit => {
                 "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ? AND status IN ('pending', 'in_progress')"
             }
@@ -122,12 +120,7 @@ pub(crate) async fn enrol_leads(
     })
 }
 
-async fn load_lead(
-    conn: &mut SqliteConnection,
-    org: &str,
-    workflow_id: &str,
-    lead_id: &str,
-) -> StoreResult<Lead> {
+async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{LEAD_SELECT} WHERE l.id = ? AND l.workflow_id = ? AND l.organization_id = ?"
     )))
@@ -187,23 +180,13 @@ pub(crate) async fn list_leads(
     })
 }
 
-pub(crate) async fn get_lead(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    lead_id: &str,
-) -> StoreResult<Lead> {
+pub(crate) async fn get_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_lead(&mut conn, org, workflow_id, lead_id).await
 }
 
-pub(crate) async fn remove_lead(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    lead_id: &str,
-) -> StoreResult<()> {
+pub(crate) async fn remove_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     load_workflow(&mut tx, org, workflow_id).await?;
@@ -234,18 +217,11 @@ pub(crate) async fn lead_history(
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    let entries = rows
-        .iter()
-        .map(rows::history_entry)
-        .collect::<StoreResult<_>>()?;
+    let entries = rows.iter().map(rows::history_entry).collect::<StoreResult<_>>()?;
     Ok((lead, entries))
 }
 
-pub(crate) async fn variable_keys(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-) -> StoreResult<Vec<String>> {
+pub(crate) async fn variable_keys(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<String>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
@@ -275,12 +251,14 @@ pub(crate) async fn allowed_destinations(
     }
     let mut allowed = HashSet::new();
     for number in numbers {
-        let row = sqlx::query("SELECT allowed_destination_countries FROM phone_numbers WHERE organization_id = ? AND phone_number = ?")
-            .bind(org)
-            .bind(&number)
-            .fetch_optional(&mut *conn)
-            .await
-            .db()?;
+        let row = sqlx::query(
+            "SELECT allowed_destination_countries FROM phone_numbers WHERE organization_id = ? AND phone_number = ?",
+        )
+        .bind(org)
+        .bind(&number)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
         if let Some(row) = row {
             let text: String = row.get(0);
             allowed.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
@@ -296,7 +274,8 @@ pub(crate) async fn list_calls(
     page: PageRequest,
 ) -> StoreResult<Page<Call>> {
     let mut conn = store.read().await?;
-    let condition = "organization_id = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR workflow_lead_id = ?3)
+    let condition =
+        "organization_id = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR workflow_lead_id = ?3)
         AND (?4 IS NULL OR agent_id = ?4) AND (?5 IS NULL OR status = ?5) AND (?6 IS NULL OR created_at >= ?6)
         AND (?7 IS NULL OR created_at <= ?7)";
     macro_rules! bind_filter {

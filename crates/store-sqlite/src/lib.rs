@@ -51,11 +51,7 @@ impl SqliteStore {
 }
 
 /// Runs `UPDATE workflows` bookkeeping shared by every graph or status change.
-async fn bump_revision(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-    now: i64,
-) -> StoreResult<()> {
+async fn bump_revision(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<()> {
     sqlx::query("UPDATE workflows SET revision = revision + 1, updated_at = ? WHERE id = ?")
         .bind(now)
         .bind(workflow_id)
@@ -66,11 +62,7 @@ async fn bump_revision(
 }
 
 /// Marks an active workflow `completed` when `auto_complete` is on and every one of its leads is final.
-async fn maybe_complete(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-    now: i64,
-) -> StoreResult<bool> {
+async fn maybe_complete(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE workflows SET status = 'completed', revision = revision + 1, updated_at = ?1
          WHERE id = ?2 AND status = 'active' AND json_extract(settings, '$.auto_complete') = 1
@@ -156,11 +148,7 @@ use switchboard_store::*;
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .db()
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.reader).await.db().map(|_| ())
     }
 
     async fn organization_count(&self) -> StoreResult<u64> {
@@ -197,6 +185,46 @@ impl Store for SqliteStore {
         workflows::api_key_auth(self, key_id).await
     }
 
+    async fn idempotency_begin(
+        &self,
+        api_key_id: &str,
+        key: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> StoreResult<IdempotencyBegin> {
+        workflows::idempotency_begin(self, api_key_id, key, fingerprint, now).await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        api_key_id: &str,
+        key: &str,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET state = 'done', status = ?, content_type = ?, body = ? WHERE api_key_id = ? AND key = ?")
+            .bind(i64::from(status))
+            .bind(content_type)
+            .bind(body)
+            .bind(api_key_id)
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .db()
+            .map(|_| ())
+    }
+
+    async fn idempotency_abandon(&self, api_key_id: &str, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ? AND state = 'in_progress'")
+            .bind(api_key_id)
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .db()
+            .map(|_| ())
+    }
+
     async fn create_agent(&self, org: &str, agent: NewAgent) -> StoreResult<Agent> {
         workflows::create_agent(self, org, agent).await
     }
@@ -217,12 +245,7 @@ impl Store for SqliteStore {
         workflows::delete_agent(self, org, id).await
     }
 
-    async fn update_phone_number(
-        &self,
-        org: &str,
-        id: &str,
-        patch: PhoneNumberPatch,
-    ) -> StoreResult<PhoneNumber> {
+    async fn update_phone_number(&self, org: &str, id: &str, patch: PhoneNumberPatch) -> StoreResult<PhoneNumber> {
         workflows::update_phone_number(self, org, id, patch).await
     }
 
@@ -230,11 +253,7 @@ impl Store for SqliteStore {
         workflows::delete_phone_number(self, org, id).await
     }
 
-    async fn create_phone_number(
-        &self,
-        org: &str,
-        number: NewPhoneNumber,
-    ) -> StoreResult<PhoneNumber> {
+    async fn create_phone_number(&self, org: &str, number: NewPhoneNumber) -> StoreResult<PhoneNumber> {
         workflows::create_phone_number(self, org, number).await
     }
 
@@ -269,12 +288,7 @@ impl Store for SqliteStore {
         workflows::get_workflow(self, org, id).await
     }
 
-    async fn update_workflow(
-        &self,
-        org: &str,
-        id: &str,
-        patch: WorkflowPatch,
-    ) -> StoreResult<Workflow> {
+    async fn update_workflow(&self, org: &str, id: &str, patch: WorkflowPatch) -> StoreResult<Workflow> {
         workflows::update_workflow(self, org, id, patch).await
     }
 
@@ -282,29 +296,15 @@ impl Store for SqliteStore {
         workflows::delete_workflow(self, org, id).await
     }
 
-    async fn duplicate_workflow(
-        &self,
-        org: &str,
-        id: &str,
-        title: Option<String>,
-    ) -> StoreResult<Workflow> {
+    async fn duplicate_workflow(&self, org: &str, id: &str, title: Option<String>) -> StoreResult<Workflow> {
         workflows::duplicate_workflow(self, org, id, title).await
     }
 
-    async fn transition_workflow(
-        &self,
-        org: &str,
-        id: &str,
-        action: Lifecycle,
-    ) -> StoreResult<Workflow> {
+    async fn transition_workflow(&self, org: &str, id: &str, action: Lifecycle) -> StoreResult<Workflow> {
         workflows::transition_workflow(self, org, id, action).await
     }
 
-    async fn workflow_snapshot(
-        &self,
-        org: &str,
-        id: &str,
-    ) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
+    async fn workflow_snapshot(&self, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
         workflows::workflow_snapshot(self, org, id).await
     }
 
@@ -320,23 +320,11 @@ impl Store for SqliteStore {
         workflows::get_node(self, org, workflow_id, node_id).await
     }
 
-    async fn update_node(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        node_id: &str,
-        patch: NodePatch,
-    ) -> StoreResult<Node> {
+    async fn update_node(&self, org: &str, workflow_id: &str, node_id: &str, patch: NodePatch) -> StoreResult<Node> {
         workflows::update_node(self, org, workflow_id, node_id, patch).await
     }
 
-    async fn delete_node(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        node_id: &str,
-        leads: NodeLeads,
-    ) -> StoreResult<()> {
+    async fn delete_node(&self, org: &str, workflow_id: &str, node_id: &str, leads: NodeLeads) -> StoreResult<()> {
         workflows::delete_node(self, org, workflow_id, node_id, leads).await
     }
 
@@ -352,12 +340,7 @@ impl Store for SqliteStore {
         workflows::delete_edge(self, org, workflow_id, edge_id).await
     }
 
-    async fn enrol_leads(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        leads: Vec<LeadCandidate>,
-    ) -> StoreResult<EnrolOutcome> {
+    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome> {
         leads::enrol_leads(self, org, workflow_id, leads).await
     }
 
@@ -392,20 +375,11 @@ impl Store for SqliteStore {
         leads::variable_keys(self, org, workflow_id).await
     }
 
-    async fn allowed_destinations(
-        &self,
-        org: &str,
-        workflow_id: &str,
-    ) -> StoreResult<Option<Vec<String>>> {
+    async fn allowed_destinations(&self, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>> {
         leads::allowed_destinations(self, org, workflow_id).await
     }
 
-    async fn list_calls(
-        &self,
-        org: &str,
-        filter: &CallFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<Call>> {
+    async fn list_calls(&self, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>> {
         leads::list_calls(self, org, filter, page).await
     }
 
@@ -413,13 +387,7 @@ impl Store for SqliteStore {
         leads::get_call(self, org, id).await
     }
 
-    async fn claim_due(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<LeadRow>> {
+    async fn claim_due(&self, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>> {
         engine::claim_due(self, owner, now, lease_until, limit).await
     }
 
@@ -431,10 +399,7 @@ impl Store for SqliteStore {
         engine::engine_snapshot(self, workflow_id).await
     }
 
-    async fn workflow_revisions(
-        &self,
-        workflow_ids: &[String],
-    ) -> StoreResult<HashMap<String, i64>> {
+    async fn workflow_revisions(&self, workflow_ids: &[String]) -> StoreResult<HashMap<String, i64>> {
         engine::workflow_revisions(self, workflow_ids).await
     }
 
@@ -442,12 +407,7 @@ impl Store for SqliteStore {
         engine::calls_in_flight(self, workflow_ids).await
     }
 
-    async fn commit_changes(
-        &self,
-        owner: &str,
-        now: i64,
-        changes: Vec<LeadChange>,
-    ) -> StoreResult<CommitResult> {
+    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {
         engine::commit_changes(self, owner, now, changes).await
     }
 

@@ -3,9 +3,7 @@
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use switchboard_domain::model::{
-    CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus,
-};
+use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
 use switchboard_domain::settings::WorkflowSettings;
 use switchboard_store::engine::LeadRow;
 use switchboard_store::records::*;
@@ -27,9 +25,7 @@ pub(crate) fn json_text(value: &impl serde::Serialize) -> String {
 
 fn json_col(row: &SqliteRow, col: &str) -> StoreResult<Value> {
     let text: Option<String> = row.try_get(col).db()?;
-    Ok(text
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null))
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
 }
 
 fn object_col(row: &SqliteRow, col: &str) -> StoreResult<Map<String, Value>> {
@@ -43,11 +39,7 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Backend(format!("unexpected {what} {value:?} in the database"))
 }
 
-pub(crate) fn parse_enum<T>(
-    what: &str,
-    text: &str,
-    parse: fn(&str) -> Option<T>,
-) -> StoreResult<T> {
+pub(crate) fn parse_enum<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
     parse(text).ok_or_else(|| corrupt(what, text))
 }
 
@@ -101,11 +93,8 @@ pub(crate) fn phone_number(row: &SqliteRow) -> StoreResult<PhoneNumber> {
         status: get(row, "status")?,
         provider: get(row, "provider")?,
         provider_config: redact(json_col(row, "provider_config")?),
-        allowed_destination_countries: serde_json::from_value(json_col(
-            row,
-            "allowed_destination_countries",
-        )?)
-        .unwrap_or_default(),
+        allowed_destination_countries: serde_json::from_value(json_col(row, "allowed_destination_countries")?)
+            .unwrap_or_default(),
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -184,17 +173,9 @@ pub(crate) fn lead(row: &SqliteRow) -> StoreResult<Lead> {
         metadata: object_col(row, "metadata")?,
         timezone: get(row, "timezone")?,
         status,
-        state: if status == LeadStatus::InProgress {
-            state
-        } else {
-            None
-        },
+        state: if status == LeadStatus::InProgress { state } else { None },
         current_node_id: get(row, "current_node_id")?,
-        next_action_at: if status == LeadStatus::InProgress {
-            due_at
-        } else {
-            None
-        },
+        next_action_at: if status == LeadStatus::InProgress { due_at } else { None },
         exit_reason: get(row, "exit_reason")?,
         enrolled_at: get(row, "enrolled_at")?,
         created_at: get(row, "created_at")?,

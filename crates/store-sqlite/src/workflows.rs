@@ -1,9 +1,7 @@
 //! Organizations, keys, agents, phone numbers, workflows, nodes and edges.
 
 use crate::rows::{self, Db, json_text};
-use crate::{
-    SqliteStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries,
-};
+use crate::{SqliteStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
 use sqlx::{Row, SqliteConnection};
 use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
@@ -19,10 +17,7 @@ const WORKFLOW_SELECT: &str = "SELECT w.*,
     (SELECT count(*) FROM edges e WHERE e.workflow_id = w.id) AS edge_count
   FROM workflows w";
 
-pub(crate) async fn ensure_organization(
-    store: &SqliteStore,
-    name: &str,
-) -> StoreResult<Organization> {
+pub(crate) async fn ensure_organization(store: &SqliteStore, name: &str) -> StoreResult<Organization> {
     let mut conn = store.writer.acquire().await.db()?;
     sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(ids::new_id(ids::ORGANIZATION))
@@ -54,7 +49,8 @@ fn api_key(row: &sqlx::sqlite::SqliteRow) -> ApiKeyRecord {
     }
 }
 
-const KEY_SELECT: &str = "SELECT k.*, o.name AS organization_name FROM api_keys k JOIN organizations o ON o.id = k.organization_id";
+const KEY_SELECT: &str =
+    "SELECT k.*, o.name AS organization_name FROM api_keys k JOIN organizations o ON o.id = k.organization_id";
 
 pub(crate) async fn create_api_key(
     store: &SqliteStore,
@@ -82,36 +78,29 @@ pub(crate) async fn create_api_key(
 }
 
 pub(crate) async fn list_api_keys(store: &SqliteStore) -> StoreResult<Vec<ApiKeyRecord>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{KEY_SELECT} ORDER BY k.created_at, k.id"
-    )))
-    .fetch_all(&mut *store.read().await?)
-    .await
-    .db()?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} ORDER BY k.created_at, k.id")))
+        .fetch_all(&mut *store.read().await?)
+        .await
+        .db()?;
     Ok(rows.iter().map(api_key).collect())
 }
 
 pub(crate) async fn revoke_api_key(store: &SqliteStore, key_id: &str) -> StoreResult<bool> {
-    let done =
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now_ms())
-            .bind(key_id)
-            .execute(&store.writer)
-            .await
-            .db()?;
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(key_id)
+        .execute(&store.writer)
+        .await
+        .db()?;
     Ok(done.rows_affected() > 0)
 }
 
-pub(crate) async fn api_key_auth(
-    store: &SqliteStore,
-    key_id: &str,
-) -> StoreResult<Option<KeyAuth>> {
-    let row =
-        sqlx::query("SELECT organization_id, secret_hash, revoked_at FROM api_keys WHERE id = ?")
-            .bind(key_id)
-            .fetch_optional(&mut *store.read().await?)
-            .await
-            .db()?;
+pub(crate) async fn api_key_auth(store: &SqliteStore, key_id: &str) -> StoreResult<Option<KeyAuth>> {
+    let row = sqlx::query("SELECT organization_id, secret_hash, revoked_at FROM api_keys WHERE id = ?")
+        .bind(key_id)
+        .fetch_optional(&mut *store.read().await?)
+        .await
+        .db()?;
     Ok(row.map(|r| KeyAuth {
         organization_id: r.get("organization_id"),
         secret_hash: r.get("secret_hash"),
@@ -119,11 +108,58 @@ pub(crate) async fn api_key_auth(
     }))
 }
 
-pub(crate) async fn create_agent(
+pub(crate) async fn idempotency_begin(
     store: &SqliteStore,
-    org: &str,
-    agent: NewAgent,
-) -> StoreResult<Agent> {
+    api_key_id: &str,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+) -> StoreResult<IdempotencyBegin> {
+    let mut tx = store.writer.begin().await.db()?;
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ?
+           AND (created_at < ? OR (state = 'in_progress' AND created_at < ?))",
+    )
+    .bind(api_key_id)
+    .bind(key)
+    .bind(now - IDEMPOTENCY_TTL_MS)
+    .bind(now - IDEMPOTENCY_STALE_MS)
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    let row = sqlx::query("SELECT * FROM idempotency_keys WHERE api_key_id = ? AND key = ?")
+        .bind(api_key_id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+    let outcome = match row {
+        None => {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at) VALUES (?, ?, ?, 'in_progress', ?)",
+            )
+            .bind(api_key_id)
+            .bind(key)
+            .bind(fingerprint)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+            IdempotencyBegin::Started
+        }
+        Some(row) if row.get::<String, _>("fingerprint") != fingerprint => IdempotencyBegin::Mismatch,
+        Some(row) if row.get::<String, _>("state") == "in_progress" => IdempotencyBegin::InProgress,
+        Some(row) => IdempotencyBegin::Replay {
+            status: row.get::<i64, _>("status") as u16,
+            content_type: row.get("content_type"),
+            body: row.get("body"),
+        },
+    };
+    tx.commit().await.db()?;
+    Ok(outcome)
+}
+
+pub(crate) async fn create_agent(store: &SqliteStore, org: &str, agent: NewAgent) -> StoreResult<Agent> {
     let now = now_ms();
     let id = ids::new_id(ids::AGENT);
     sqlx::query(
@@ -156,36 +192,29 @@ pub(crate) async fn get_agent(pool: &sqlx::SqlitePool, org: &str, id: &str) -> S
     rows::agent(&row)
 }
 
-pub(crate) async fn list_agents(
-    store: &SqliteStore,
-    org: &str,
-    page: PageRequest,
-) -> StoreResult<Page<Agent>> {
+pub(crate) async fn list_agents(store: &SqliteStore, org: &str, page: PageRequest) -> StoreResult<Page<Agent>> {
     let mut conn = store.read().await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE organization_id = ?")
         .bind(org)
         .fetch_one(&mut *conn)
         .await
         .db()?;
-    let rows = sqlx::query("SELECT * FROM agents WHERE organization_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?")
-        .bind(org)
-        .bind(page.limit as i64)
-        .bind(page.offset() as i64)
-        .fetch_all(&mut *conn)
-        .await
-        .db()?;
+    let rows = sqlx::query(
+        "SELECT * FROM agents WHERE organization_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+    )
+    .bind(org)
+    .bind(page.limit as i64)
+    .bind(page.offset() as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
     Ok(Page {
         data: rows.iter().map(rows::agent).collect::<StoreResult<_>>()?,
         total: total as u64,
     })
 }
 
-pub(crate) async fn update_agent(
-    store: &SqliteStore,
-    org: &str,
-    id: &str,
-    patch: AgentPatch,
-) -> StoreResult<Agent> {
+pub(crate) async fn update_agent(store: &SqliteStore, org: &str, id: &str, patch: AgentPatch) -> StoreResult<Agent> {
     let mut tx = store.writer.begin().await.db()?;
     let row = sqlx::query("SELECT * FROM agents WHERE id = ? AND organization_id = ?")
         .bind(id)
@@ -213,12 +242,7 @@ pub(crate) async fn update_agent(
 }
 
 /// How many VOICE_CALL nodes of the organization's non-final workflows have `config.<field>` = `value`.
-async fn voice_nodes_using(
-    conn: &mut SqliteConnection,
-    org: &str,
-    field: &str,
-    value: &str,
-) -> StoreResult<i64> {
+async fn voice_nodes_using(conn: &mut SqliteConnection, org: &str, field: &str, value: &str) -> StoreResult<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM nodes n JOIN workflows w ON w.id = n.workflow_id
          WHERE w.organization_id = ? AND w.status NOT IN ('completed', 'cancelled') AND n.node_type = 'VOICE_CALL'
@@ -234,13 +258,12 @@ async fn voice_nodes_using(
 
 pub(crate) async fn delete_agent(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
-    let exists: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM agents WHERE id = ? AND organization_id = ?")
-            .bind(id)
-            .bind(org)
-            .fetch_one(&mut *tx)
-            .await
-            .db()?;
+    let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE id = ? AND organization_id = ?")
+        .bind(id)
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
     if exists == 0 {
         return Err(not_found("agent"));
     }
@@ -297,21 +320,16 @@ pub(crate) async fn update_phone_number(
     get_phone_number(&store.writer, org, id).await
 }
 
-pub(crate) async fn delete_phone_number(
-    store: &SqliteStore,
-    org: &str,
-    id: &str,
-) -> StoreResult<()> {
+pub(crate) async fn delete_phone_number(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
-    let number: String = sqlx::query_scalar(
-        "SELECT phone_number FROM phone_numbers WHERE id = ? AND organization_id = ?",
-    )
-    .bind(id)
-    .bind(org)
-    .fetch_optional(&mut *tx)
-    .await
-    .db()?
-    .ok_or(not_found("phone number"))?;
+    let number: String =
+        sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE id = ? AND organization_id = ?")
+            .bind(id)
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?
+            .ok_or(not_found("phone number"))?;
     let users = voice_nodes_using(&mut tx, org, "from_phone_number", &number).await?;
     if users > 0 {
         return Err(StoreError::conflict(
@@ -357,20 +375,13 @@ pub(crate) async fn create_phone_number(
     if inserted.rows_affected() == 0 {
         return Err(StoreError::conflict(
             "phone_number_exists",
-            format!(
-                "{} is already a phone number of this organization",
-                number.phone_number
-            ),
+            format!("{} is already a phone number of this organization", number.phone_number),
         ));
     }
     get_phone_number(&store.writer, org, &id).await
 }
 
-pub(crate) async fn get_phone_number(
-    pool: &sqlx::SqlitePool,
-    org: &str,
-    id: &str,
-) -> StoreResult<PhoneNumber> {
+pub(crate) async fn get_phone_number(pool: &sqlx::SqlitePool, org: &str, id: &str) -> StoreResult<PhoneNumber> {
     let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = ? AND organization_id = ?")
         .bind(id)
         .bind(org)
@@ -411,32 +422,23 @@ pub(crate) async fn list_phone_numbers(
     .await
     .db()?;
     Ok(Page {
-        data: rows
-            .iter()
-            .map(rows::phone_number)
-            .collect::<StoreResult<_>>()?,
+        data: rows.iter().map(rows::phone_number).collect::<StoreResult<_>>()?,
         total: total as u64,
     })
 }
 
 async fn lead_counts(conn: &mut SqliteConnection, workflow: &mut Workflow) -> StoreResult<()> {
-    let rows = sqlx::query(
-        "SELECT status, count(*) AS n FROM leads WHERE workflow_id = ? GROUP BY status",
-    )
-    .bind(&workflow.id)
-    .fetch_all(conn)
-    .await
-    .db()?;
+    let rows = sqlx::query("SELECT status, count(*) AS n FROM leads WHERE workflow_id = ? GROUP BY status")
+        .bind(&workflow.id)
+        .fetch_all(conn)
+        .await
+        .db()?;
     let mut counts = LeadCounts::default();
     for row in rows {
         let status: String = row.get("status");
         let n: i64 = row.get("n");
         counts.add(
-            rows::parse_enum(
-                "lead status",
-                &status,
-                switchboard_domain::model::LeadStatus::parse,
-            )?,
+            rows::parse_enum("lead status", &status, switchboard_domain::model::LeadStatus::parse)?,
             n as u64,
         );
     }
@@ -446,11 +448,7 @@ async fn lead_counts(conn: &mut SqliteConnection, workflow: &mut Workflow) -> St
 }
 
 /// The workflow of `org` (404 for another organization's), with counts.
-pub(crate) async fn load_workflow(
-    conn: &mut SqliteConnection,
-    org: &str,
-    id: &str,
-) -> StoreResult<Workflow> {
+pub(crate) async fn load_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<Workflow> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{WORKFLOW_SELECT} WHERE w.id = ? AND w.organization_id = ?"
     )))
@@ -466,11 +464,7 @@ pub(crate) async fn load_workflow(
 }
 
 /// Loads a workflow for a change, refusing final ones.
-async fn editable_workflow(
-    conn: &mut SqliteConnection,
-    org: &str,
-    id: &str,
-) -> StoreResult<Workflow> {
+async fn editable_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<Workflow> {
     let workflow = load_workflow(conn, org, id).await?;
     if workflow.status.is_final() {
         return Err(StoreError::conflict(
@@ -484,11 +478,7 @@ async fn editable_workflow(
     Ok(workflow)
 }
 
-pub(crate) async fn create_workflow(
-    store: &SqliteStore,
-    org: &str,
-    new: NewWorkflow,
-) -> StoreResult<Workflow> {
+pub(crate) async fn create_workflow(store: &SqliteStore, org: &str, new: NewWorkflow) -> StoreResult<Workflow> {
     let now = now_ms();
     let id = ids::new_id(ids::WORKFLOW);
     let mut conn = store.writer.acquire().await.db()?;
@@ -550,19 +540,11 @@ pub(crate) async fn list_workflows(
     })
 }
 
-pub(crate) async fn get_workflow(
-    store: &SqliteStore,
-    org: &str,
-    id: &str,
-) -> StoreResult<Workflow> {
+pub(crate) async fn get_workflow(store: &SqliteStore, org: &str, id: &str) -> StoreResult<Workflow> {
     load_workflow(&mut *store.read().await?, org, id).await
 }
 
-async fn node_in_workflow(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-    node_id: &str,
-) -> StoreResult<Node> {
+async fn node_in_workflow(conn: &mut SqliteConnection, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
     let row = sqlx::query("SELECT * FROM nodes WHERE id = ? AND workflow_id = ?")
         .bind(node_id)
         .bind(workflow_id)
@@ -626,10 +608,7 @@ pub(crate) async fn update_workflow(
 }
 
 /// Gives every throttled lead of the workflow another try, in due order.
-pub(crate) async fn wake_throttled(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-) -> StoreResult<()> {
+pub(crate) async fn wake_throttled(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<()> {
     sqlx::query("UPDATE leads SET due_at = queued_at WHERE workflow_id = ? AND state = 'throttled' AND due_at IS NULL")
         .bind(workflow_id)
         .execute(conn)
@@ -641,10 +620,7 @@ pub(crate) async fn wake_throttled(
 pub(crate) async fn delete_workflow(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, id).await?;
-    if matches!(
-        workflow.status,
-        WorkflowStatus::Active | WorkflowStatus::Paused
-    ) {
+    if matches!(workflow.status, WorkflowStatus::Active | WorkflowStatus::Paused) {
         return Err(StoreError::conflict(
             "workflow_active",
             format!("workflow is {}; cancel it before deleting", workflow.status),
@@ -660,10 +636,7 @@ pub(crate) async fn delete_workflow(store: &SqliteStore, org: &str, id: &str) ->
     Ok(())
 }
 
-pub(crate) async fn load_nodes(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-) -> StoreResult<Vec<Node>> {
+pub(crate) async fn load_nodes(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<Vec<Node>> {
     let rows = sqlx::query("SELECT * FROM nodes WHERE workflow_id = ? ORDER BY created_at, rowid")
         .bind(workflow_id)
         .fetch_all(conn)
@@ -672,10 +645,7 @@ pub(crate) async fn load_nodes(
     rows.iter().map(rows::node).collect()
 }
 
-pub(crate) async fn load_edges(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-) -> StoreResult<Vec<Edge>> {
+pub(crate) async fn load_edges(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<Vec<Edge>> {
     let rows = sqlx::query("SELECT * FROM edges WHERE workflow_id = ? ORDER BY created_at, rowid")
         .bind(workflow_id)
         .fetch_all(conn)
@@ -729,11 +699,7 @@ pub(crate) async fn duplicate_workflow(
     for node in &nodes {
         node_ids.insert(node.id.clone(), ids::new_id(ids::NODE));
     }
-    let entry = source
-        .entry_node_id
-        .as_ref()
-        .and_then(|e| node_ids.get(e))
-        .cloned();
+    let entry = source.entry_node_id.as_ref().and_then(|e| node_ids.get(e)).cloned();
     sqlx::query(
         "INSERT INTO workflows (id, organization_id, title, description, status, entry_node_id, settings, created_at, updated_at)
          VALUES (?, ?, ?, ?, 'draft', ?, ?, ?, ?)",
@@ -798,26 +764,20 @@ async fn directory(
         .map(rows::agent)
         .collect::<StoreResult<Vec<_>>>()?;
     let numbers = active_numbers(conn, org).await?;
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
-            .bind(workflow_id)
-            .fetch_all(&mut *conn)
-            .await
-            .db()?;
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
+        .bind(workflow_id)
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
     Ok((agents, numbers, keys))
 }
 
-pub(crate) async fn active_numbers(
-    conn: &mut SqliteConnection,
-    org: &str,
-) -> StoreResult<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'",
-    )
-    .bind(org)
-    .fetch_all(conn)
-    .await
-    .db()
+pub(crate) async fn active_numbers(conn: &mut SqliteConnection, org: &str) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'")
+        .bind(org)
+        .fetch_all(conn)
+        .await
+        .db()
 }
 
 pub(crate) async fn snapshot(
@@ -850,12 +810,7 @@ pub(crate) async fn workflow_snapshot(
 }
 
 /// Puts every pending lead of the workflow at its entry node, ready to run.
-async fn start_pending(
-    conn: &mut SqliteConnection,
-    workflow_id: &str,
-    entry: &str,
-    now: i64,
-) -> StoreResult<()> {
+async fn start_pending(conn: &mut SqliteConnection, workflow_id: &str, entry: &str, now: i64) -> StoreResult<()> {
     sqlx::query(
         "UPDATE leads SET status = 'in_progress', state = 'ready', current_node_id = ?, due_at = ?, updated_at = ?, seq = seq + 1
          WHERE workflow_id = ? AND status = 'pending'",
@@ -913,13 +868,8 @@ pub(crate) async fn transition_workflow(
             if !report.valid {
                 return Err(StoreError::Invalid {
                     code: "graph_invalid",
-                    message: format!(
-                        "the workflow cannot be activated: {}",
-                        report.errors[0].message
-                    ),
-                    details: Some(
-                        serde_json::json!({"errors": report.errors, "warnings": report.warnings}),
-                    ),
+                    message: format!("the workflow cannot be activated: {}", report.errors[0].message),
+                    details: Some(serde_json::json!({"errors": report.errors, "warnings": report.warnings})),
                 });
             }
         }
@@ -935,15 +885,13 @@ pub(crate) async fn transition_workflow(
         }
         wake_throttled(&mut tx, id).await?;
     }
-    sqlx::query(
-        "UPDATE workflows SET status = ?, activated_at = COALESCE(activated_at, ?) WHERE id = ?",
-    )
-    .bind(next.as_str())
-    .bind((action == Lifecycle::Activate).then_some(now))
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .db()?;
+    sqlx::query("UPDATE workflows SET status = ?, activated_at = COALESCE(activated_at, ?) WHERE id = ?")
+        .bind(next.as_str())
+        .bind((action == Lifecycle::Activate).then_some(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
     bump_revision(&mut tx, id, now).await?;
     if action == Lifecycle::Cancel {
         remove_leads_where(&mut tx, "workflow_id = ?3", id, "workflow_cancelled", now).await?;
@@ -953,12 +901,7 @@ pub(crate) async fn transition_workflow(
     Ok(updated)
 }
 
-pub(crate) async fn create_node(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    node: NewNode,
-) -> StoreResult<Node> {
+pub(crate) async fn create_node(store: &SqliteStore, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
@@ -991,22 +934,13 @@ pub(crate) async fn create_node(
     Ok(created)
 }
 
-pub(crate) async fn list_nodes(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-) -> StoreResult<Vec<Node>> {
+pub(crate) async fn list_nodes(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_nodes(&mut conn, workflow_id).await
 }
 
-pub(crate) async fn get_node(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    node_id: &str,
-) -> StoreResult<Node> {
+pub(crate) async fn get_node(store: &SqliteStore, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     node_in_workflow(&mut conn, workflow_id, node_id).await
@@ -1050,10 +984,7 @@ pub(crate) async fn delete_node(
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
     node_in_workflow(&mut tx, workflow_id, node_id).await?;
-    let live = matches!(
-        workflow.status,
-        WorkflowStatus::Active | WorkflowStatus::Paused
-    );
+    let live = matches!(workflow.status, WorkflowStatus::Active | WorkflowStatus::Paused);
     if live && workflow.entry_node_id.as_deref() == Some(node_id) {
         return Err(StoreError::conflict(
             "entry_node",
@@ -1093,14 +1024,12 @@ pub(crate) async fn delete_node(
                         "reassign_to must be another node",
                     ));
                 }
-                node_in_workflow(&mut tx, workflow_id, target)
-                    .await
-                    .map_err(|_| {
-                        StoreError::invalid(
-                            "validation_failed",
-                            format!("reassign_to {target} is not a node of this workflow"),
-                        )
-                    })?;
+                node_in_workflow(&mut tx, workflow_id, target).await.map_err(|_| {
+                    StoreError::invalid(
+                        "validation_failed",
+                        format!("reassign_to {target} is not a node of this workflow"),
+                    )
+                })?;
                 let moved: Vec<String> = sqlx::query_scalar(
                     "UPDATE leads SET current_node_id = ?1, state = 'ready', due_at = ?2, queued_at = NULL, attempt = 0,
                          pending_outcome = NULL, exit_reason = NULL, seq = seq + 1, updated_at = ?2, lease_owner = NULL, lease_until = NULL
@@ -1116,14 +1045,7 @@ pub(crate) async fn delete_node(
                 skip_open_entries(&mut tx, &moved, "node_deleted", now).await?;
             }
             NodeLeads::Remove => {
-                remove_leads_where(
-                    &mut tx,
-                    "current_node_id = ?3",
-                    node_id,
-                    "node_deleted",
-                    now,
-                )
-                .await?;
+                remove_leads_where(&mut tx, "current_node_id = ?3", node_id, "node_deleted", now).await?;
             }
         }
     }
@@ -1144,12 +1066,7 @@ pub(crate) async fn delete_node(
     Ok(())
 }
 
-pub(crate) async fn create_edge(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    edge: NewEdge,
-) -> StoreResult<Edge> {
+pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
@@ -1164,16 +1081,10 @@ pub(crate) async fn create_edge(
     if from.node_type.is_terminal() {
         return Err(StoreError::invalid(
             "terminal_has_edges",
-            format!(
-                "{} nodes are final and cannot have outgoing edges",
-                from.node_type
-            ),
+            format!("{} nodes are final and cannot have outgoing edges", from.node_type),
         ));
     }
-    let label = edge
-        .label
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty());
+    let label = edge.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
     let exists: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM edges WHERE workflow_id = ? AND from_node_id = ? AND to_node_id = ? AND COALESCE(label, '') = COALESCE(?, '')",
     )
@@ -1191,16 +1102,18 @@ pub(crate) async fn create_edge(
         ));
     }
     let id = ids::new_id(ids::EDGE);
-    sqlx::query("INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(&id)
-        .bind(workflow_id)
-        .bind(&edge.from_node_id)
-        .bind(&edge.to_node_id)
-        .bind(&label)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(workflow_id)
+    .bind(&edge.from_node_id)
+    .bind(&edge.to_node_id)
+    .bind(&label)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .db()?;
     // Stalled leads at the source node get another routing attempt.
     sqlx::query("UPDATE leads SET due_at = ? WHERE workflow_id = ? AND current_node_id = ? AND state = 'stalled' AND status = 'in_progress'")
         .bind(now)
@@ -1219,22 +1132,13 @@ pub(crate) async fn create_edge(
     rows::edge(&row)
 }
 
-pub(crate) async fn list_edges(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-) -> StoreResult<Vec<Edge>> {
+pub(crate) async fn list_edges(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_edges(&mut conn, workflow_id).await
 }
 
-pub(crate) async fn delete_edge(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    edge_id: &str,
-) -> StoreResult<()> {
+pub(crate) async fn delete_edge(store: &SqliteStore, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     editable_workflow(&mut tx, org, workflow_id).await?;

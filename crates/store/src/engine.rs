@@ -2,9 +2,7 @@
 
 use crate::records::Call;
 use serde_json::{Map, Value};
-use switchboard_domain::model::{
-    CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus,
-};
+use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
 use switchboard_domain::settings::WorkflowSettings;
 
 /// A lead row as the engine works on it. `seq` fences every write.

@@ -198,6 +198,28 @@ pub struct NewPhoneNumber {
     pub allowed_destination_countries: Vec<String>,
 }
 
+/// What a POST with an `Idempotency-Key` should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyBegin {
+    /// First use: run the request, then `idempotency_finish` (or `idempotency_abandon`).
+    Started,
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used with a different request.
+    Mismatch,
+    /// The stored response of the first request.
+    Replay {
+        status: u16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    },
+}
+
+/// Stored idempotent responses live this long.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// A first request still marked running after this long is taken to have died with its process.
+pub const IDEMPOTENCY_STALE_MS: i64 = 120_000;
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
@@ -216,6 +238,24 @@ pub trait Store: Send + Sync {
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
     async fn api_key_auth(&self, key_id: &str) -> StoreResult<Option<KeyAuth>>;
 
+    // Idempotency keys.
+    async fn idempotency_begin(
+        &self,
+        api_key_id: &str,
+        key: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> StoreResult<IdempotencyBegin>;
+    async fn idempotency_finish(
+        &self,
+        api_key_id: &str,
+        key: &str,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> StoreResult<()>;
+    async fn idempotency_abandon(&self, api_key_id: &str, key: &str) -> StoreResult<()>;
+
     // Agents and phone numbers.
     async fn create_agent(&self, org: &str, agent: NewAgent) -> StoreResult<Agent>;
     async fn list_agents(&self, org: &str, page: PageRequest) -> StoreResult<Page<Agent>>;
@@ -223,11 +263,7 @@ pub trait Store: Send + Sync {
     async fn update_agent(&self, org: &str, id: &str, patch: AgentPatch) -> StoreResult<Agent>;
     /// Refused with `agent_in_use` while a VOICE_CALL node of a non-final workflow names the agent.
     async fn delete_agent(&self, org: &str, id: &str) -> StoreResult<()>;
-    async fn create_phone_number(
-        &self,
-        org: &str,
-        number: NewPhoneNumber,
-    ) -> StoreResult<PhoneNumber>;
+    async fn create_phone_number(&self, org: &str, number: NewPhoneNumber) -> StoreResult<PhoneNumber>;
     async fn list_phone_numbers(
         &self,
         org: &str,
@@ -236,12 +272,7 @@ pub trait Store: Send + Sync {
         page: PageRequest,
     ) -> StoreResult<Page<PhoneNumber>>;
     async fn get_phone_number(&self, org: &str, id: &str) -> StoreResult<PhoneNumber>;
-    async fn update_phone_number(
-        &self,
-        org: &str,
-        id: &str,
-        patch: PhoneNumberPatch,
-    ) -> StoreResult<PhoneNumber>;
+    async fn update_phone_number(&self, org: &str, id: &str, patch: PhoneNumberPatch) -> StoreResult<PhoneNumber>;
     /// Refused with `phone_number_in_use` while a VOICE_CALL node of a non-final workflow calls from it.
     async fn delete_phone_number(&self, org: &str, id: &str) -> StoreResult<()>;
 
@@ -254,63 +285,27 @@ pub trait Store: Send + Sync {
         page: PageRequest,
     ) -> StoreResult<Page<Workflow>>;
     async fn get_workflow(&self, org: &str, id: &str) -> StoreResult<Workflow>;
-    async fn update_workflow(
-        &self,
-        org: &str,
-        id: &str,
-        patch: WorkflowPatch,
-    ) -> StoreResult<Workflow>;
+    async fn update_workflow(&self, org: &str, id: &str, patch: WorkflowPatch) -> StoreResult<Workflow>;
     async fn delete_workflow(&self, org: &str, id: &str) -> StoreResult<()>;
-    async fn duplicate_workflow(
-        &self,
-        org: &str,
-        id: &str,
-        title: Option<String>,
-    ) -> StoreResult<Workflow>;
+    async fn duplicate_workflow(&self, org: &str, id: &str, title: Option<String>) -> StoreResult<Workflow>;
     /// Applies a lifecycle action; `Activate` runs the activation checks inside the transaction.
-    async fn transition_workflow(
-        &self,
-        org: &str,
-        id: &str,
-        action: Lifecycle,
-    ) -> StoreResult<Workflow>;
+    async fn transition_workflow(&self, org: &str, id: &str, action: Lifecycle) -> StoreResult<Workflow>;
     /// The workflow with its graph and the organization's agents and numbers (for the activation checks).
-    async fn workflow_snapshot(
-        &self,
-        org: &str,
-        id: &str,
-    ) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)>;
+    async fn workflow_snapshot(&self, org: &str, id: &str) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)>;
 
     // Nodes and edges.
     async fn create_node(&self, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node>;
     async fn list_nodes(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>>;
     async fn get_node(&self, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node>;
-    async fn update_node(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        node_id: &str,
-        patch: NodePatch,
-    ) -> StoreResult<Node>;
-    async fn delete_node(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        node_id: &str,
-        leads: NodeLeads,
-    ) -> StoreResult<()>;
+    async fn update_node(&self, org: &str, workflow_id: &str, node_id: &str, patch: NodePatch) -> StoreResult<Node>;
+    async fn delete_node(&self, org: &str, workflow_id: &str, node_id: &str, leads: NodeLeads) -> StoreResult<()>;
     async fn create_edge(&self, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge>;
     async fn list_edges(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>>;
     async fn delete_edge(&self, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()>;
 
     // Leads.
     /// Enrols checked leads in one transaction: all or nothing.
-    async fn enrol_leads(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        leads: Vec<LeadCandidate>,
-    ) -> StoreResult<EnrolOutcome>;
+    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome>;
     async fn list_leads(
         &self,
         org: &str,
@@ -320,57 +315,27 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Page<Lead>>;
     async fn get_lead(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead>;
     async fn remove_lead(&self, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()>;
-    async fn lead_history(
-        &self,
-        org: &str,
-        workflow_id: &str,
-        lead_id: &str,
-    ) -> StoreResult<(Lead, Vec<HistoryEntry>)>;
+    async fn lead_history(&self, org: &str, workflow_id: &str, lead_id: &str)
+    -> StoreResult<(Lead, Vec<HistoryEntry>)>;
     async fn variable_keys(&self, org: &str, workflow_id: &str) -> StoreResult<Vec<String>>;
     /// Countries the workflow's VOICE_CALL numbers may call (`None`: no number configured, no check).
-    async fn allowed_destinations(
-        &self,
-        org: &str,
-        workflow_id: &str,
-    ) -> StoreResult<Option<Vec<String>>>;
+    async fn allowed_destinations(&self, org: &str, workflow_id: &str) -> StoreResult<Option<Vec<String>>>;
 
     // Calls.
-    async fn list_calls(
-        &self,
-        org: &str,
-        filter: &CallFilter,
-        page: PageRequest,
-    ) -> StoreResult<Page<Call>>;
+    async fn list_calls(&self, org: &str, filter: &CallFilter, page: PageRequest) -> StoreResult<Page<Call>>;
     async fn get_call(&self, org: &str, id: &str) -> StoreResult<Call>;
 
     // Engine.
     /// Leases up to `limit` due leads to `owner` until `lease_until`, oldest due first.
-    async fn claim_due(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<LeadRow>>;
+    async fn claim_due(&self, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>>;
     async fn load_lead_row(&self, lead_id: &str) -> StoreResult<Option<LeadRow>>;
     async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>>;
     /// Current `revision` of each listed workflow that exists.
-    async fn workflow_revisions(
-        &self,
-        workflow_ids: &[String],
-    ) -> StoreResult<std::collections::HashMap<String, i64>>;
+    async fn workflow_revisions(&self, workflow_ids: &[String]) -> StoreResult<std::collections::HashMap<String, i64>>;
     /// Calls in flight per workflow.
-    async fn calls_in_flight(
-        &self,
-        workflow_ids: &[String],
-    ) -> StoreResult<std::collections::HashMap<String, u32>>;
+    async fn calls_in_flight(&self, workflow_ids: &[String]) -> StoreResult<std::collections::HashMap<String, u32>>;
     /// Commits a batch of changes in one transaction; each is fenced by its lead's `seq` and workflow revision.
-    async fn commit_changes(
-        &self,
-        owner: &str,
-        now: i64,
-        changes: Vec<LeadChange>,
-    ) -> StoreResult<CommitResult>;
+    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult>;
     /// The earliest due time of any claimable lead.
     async fn next_due_at(&self) -> StoreResult<Option<i64>>;
     /// Drops every lease (a single-process backend restarting takes its leads back at once).

@@ -2,9 +2,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use switchboard_domain::model::{
-    CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus,
-};
+use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
 use switchboard_domain::settings::WorkflowSettings;
 use switchboard_domain::time::rfc3339;
 

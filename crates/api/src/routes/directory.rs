@@ -36,17 +36,10 @@ pub(super) async fn create_agent(
     ))
 }
 
-pub(super) async fn list_agents(
-    State(state): State<AppState>,
-    auth: Auth,
-    query: QueryMap,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn list_agents(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
     query.only(&PAGE_PARAMS)?;
     let page = query.page()?;
-    Ok(page_json(
-        state.store.list_agents(&auth.org, page).await?,
-        page,
-    ))
+    Ok(page_json(state.store.list_agents(&auth.org, page).await?, page))
 }
 
 pub(super) async fn get_agent(
@@ -94,11 +87,7 @@ fn countries(value: Option<&Value>) -> ApiResult<Option<Vec<String>>> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::validation(
-            "allowed_destination_countries must be a list of ISO 3166 alpha-2 codes",
-        )
-    };
+    let bad = || ApiError::validation("allowed_destination_countries must be a list of ISO 3166 alpha-2 codes");
     let items = value.as_array().ok_or_else(bad)?;
     let mut out = Vec::new();
     for item in items {
@@ -129,13 +118,9 @@ pub(super) async fn create_number(
         .string("phone_number")?
         .ok_or_else(|| ApiError::validation("phone_number is required"))?;
     let number = phone::normalize(&raw, None).ok_or_else(|| {
-        ApiError::validation(
-            "phone_number must be a valid number in international format (+<country code><number>)",
-        )
+        ApiError::validation("phone_number must be a valid number in international format (+<country code><number>)")
     })?;
-    let provider = fields
-        .string("provider")?
-        .unwrap_or_else(|| "simulator".into());
+    let provider = fields.string("provider")?.unwrap_or_else(|| "simulator".into());
     if provider != "simulator" {
         return Err(ApiError::validation(format!(
             "provider {provider:?} is not available in this version (available: simulator)"
@@ -143,8 +128,8 @@ pub(super) async fn create_number(
     }
     let provider_config = provider_config(&fields)?.unwrap_or_else(|| json!({}));
     let own = number.country.clone();
-    let allowed = countries(fields.get("allowed_destination_countries"))?
-        .unwrap_or_else(|| own.iter().cloned().collect());
+    let allowed =
+        countries(fields.get("allowed_destination_countries"))?.unwrap_or_else(|| own.iter().cloned().collect());
     let new = NewPhoneNumber {
         phone_number: number.number,
         label: fields.string("label")?,
@@ -186,10 +171,7 @@ pub(super) async fn update_number(
         return Err(ApiError::validation("the body names no field to update"));
     }
     let status = fields.string("status")?;
-    if status
-        .as_deref()
-        .is_some_and(|s| s != "active" && s != "inactive")
-    {
+    if status.as_deref().is_some_and(|s| s != "active" && s != "inactive") {
         return Err(ApiError::validation("status must be active or inactive"));
     }
     let patch = PhoneNumberPatch {
@@ -199,12 +181,7 @@ pub(super) async fn update_number(
         provider_config: provider_config(&fields)?,
         allowed_destination_countries: countries(fields.get("allowed_destination_countries"))?,
     };
-    Ok(Json(
-        state
-            .store
-            .update_phone_number(&auth.org, &id, patch)
-            .await?,
-    ))
+    Ok(Json(state.store.update_phone_number(&auth.org, &id, patch).await?))
 }
 
 pub(super) async fn delete_number(
@@ -216,11 +193,7 @@ pub(super) async fn delete_number(
     Ok(Json(json!({"message": "Phone number deleted."})))
 }
 
-pub(super) async fn list_numbers(
-    State(state): State<AppState>,
-    auth: Auth,
-    query: QueryMap,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn list_numbers(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
     query.only(&[PAGE_PARAMS[0], PAGE_PARAMS[1], "status", "country_code"])?;
     let page = query.page()?;
     let country = query.get("country_code").map(|c| c.to_ascii_uppercase());
@@ -239,11 +212,7 @@ pub(super) async fn get_number(
     Ok(Json(state.store.get_phone_number(&auth.org, &id).await?))
 }
 
-pub(super) async fn list_calls(
-    State(state): State<AppState>,
-    auth: Auth,
-    query: QueryMap,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn list_calls(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
     query.only(&[
         PAGE_PARAMS[0],
         PAGE_PARAMS[1],
@@ -260,9 +229,7 @@ pub(super) async fn list_calls(
         .map(|s| {
             CallStatus::parse(s)
                 .map(|s| s.as_str().to_string())
-                .ok_or_else(|| {
-                    ApiError::validation(format!("status must be one of: {}", CallStatus::names()))
-                })
+                .ok_or_else(|| ApiError::validation(format!("status must be one of: {}", CallStatus::names())))
         })
         .transpose()?;
     let filter = CallFilter {
@@ -273,10 +240,7 @@ pub(super) async fn list_calls(
         from: query.instant("from")?,
         to: query.instant("to")?,
     };
-    Ok(page_json(
-        state.store.list_calls(&auth.org, &filter, page).await?,
-        page,
-    ))
+    Ok(page_json(state.store.list_calls(&auth.org, &filter, page).await?, page))
 }
 
 pub(super) async fn get_call(

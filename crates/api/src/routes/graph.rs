@@ -16,10 +16,7 @@ const MAX_LABEL_CHARS: usize = 255;
 
 fn label(fields: &Fields) -> ApiResult<Option<String>> {
     let label = fields.string("label")?;
-    if label
-        .as_ref()
-        .is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS)
-    {
+    if label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS) {
         return Err(ApiError::validation(format!(
             "label is at most {MAX_LABEL_CHARS} characters"
         )));
@@ -84,9 +81,7 @@ pub(super) async fn list_nodes(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"data": state.store.list_nodes(&auth.org, &id).await?}),
-    ))
+    Ok(Json(json!({"data": state.store.list_nodes(&auth.org, &id).await?})))
 }
 
 pub(super) async fn get_node(
@@ -123,10 +118,7 @@ pub(super) async fn update_node(
         position_y: fields.number("position_y")?,
         config: config(current.node_type, &fields)?,
     };
-    let updated = state
-        .store
-        .update_node(&auth.org, &id, &node_id, patch)
-        .await?;
+    let updated = state.store.update_node(&auth.org, &id, &node_id, patch).await?;
     state.waker.wake();
     Ok(Json(updated))
 }
@@ -140,18 +132,13 @@ pub(super) async fn delete_node(
     query.only(&["reassign_to", "remove_leads"])?;
     let leads = match (query.get("reassign_to"), query.flag("remove_leads")?) {
         (Some(_), true) => {
-            return Err(ApiError::validation(
-                "pass reassign_to or remove_leads, not both",
-            ));
+            return Err(ApiError::validation("pass reassign_to or remove_leads, not both"));
         }
         (Some(target), false) => NodeLeads::ReassignTo(target.to_string()),
         (None, true) => NodeLeads::Remove,
         (None, false) => NodeLeads::Refuse,
     };
-    state
-        .store
-        .delete_node(&auth.org, &id, &node_id, leads)
-        .await?;
+    state.store.delete_node(&auth.org, &id, &node_id, leads).await?;
     state.waker.wake();
     Ok(Json(json!({"message": "Node deleted."})))
 }
@@ -186,9 +173,7 @@ pub(super) async fn list_edges(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"data": state.store.list_edges(&auth.org, &id).await?}),
-    ))
+    Ok(Json(json!({"data": state.store.list_edges(&auth.org, &id).await?})))
 }
 
 pub(super) async fn delete_edge(

@@ -38,12 +38,9 @@ async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
             "the upload exceeds the 50 MiB limit",
         )
     };
-    let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
-        ApiError::bad_request(
-            "invalid_multipart",
-            format!("malformed multipart body: {e}"),
-        )
-    })?;
+    let mut multipart = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_multipart", format!("malformed multipart body: {e}")))?;
     let mut upload = Upload {
         rows: Vec::new(),
         default_country: None,
@@ -79,9 +76,7 @@ async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
             other => {
                 return Err(ApiError::bad_request(
                     "unknown_field",
-                    format!(
-                        "unknown form field {other} (allowed: file, default_country, skip_invalid)"
-                    ),
+                    format!("unknown form field {other} (allowed: file, default_country, skip_invalid)"),
                 ));
             }
         }
@@ -103,9 +98,7 @@ fn read_json(body: serde_json::Map<String, Value>) -> ApiResult<Upload> {
             return Err(ApiError::validation("leads must be an array"));
         };
         if items.is_empty() || items.len() > MAX_BATCH {
-            return Err(ApiError::validation(format!(
-                "leads must hold 1 to {MAX_BATCH} leads"
-            )));
+            return Err(ApiError::validation(format!("leads must hold 1 to {MAX_BATCH} leads")));
         }
         let rows = items
             .iter()
@@ -163,9 +156,7 @@ pub(super) async fn enrol(
     upload.skip_invalid |= query.flag("skip_invalid")?;
     let default_country = match upload.default_country.as_deref() {
         Some(code) => Some(parse_country(code).ok_or_else(|| {
-            ApiError::validation(format!(
-                "default_country {code:?} is not an ISO 3166 alpha-2 code"
-            ))
+            ApiError::validation(format!("default_country {code:?} is not an ISO 3166 alpha-2 code"))
         })?),
         None => workflow.settings.default_country.clone(),
     };
@@ -234,29 +225,22 @@ pub(super) async fn list(
             .get("status")
             .map(|s| {
                 LeadStatus::parse_filter(s).ok_or_else(|| {
-                    ApiError::validation(format!(
-                        "status must be one of: {} (or active)",
-                        LeadStatus::names()
-                    ))
+                    ApiError::validation(format!("status must be one of: {} (or active)", LeadStatus::names()))
                 })
             })
             .transpose()?,
         state: query
             .get("state")
             .map(|s| {
-                LeadState::parse(s).ok_or_else(|| {
-                    ApiError::validation(format!("state must be one of: {}", LeadState::names()))
-                })
+                LeadState::parse(s)
+                    .ok_or_else(|| ApiError::validation(format!("state must be one of: {}", LeadState::names())))
             })
             .transpose()?,
         current_node_id: query.get("current_node_id").map(String::from),
         phone_number: query.get("phone_number").map(|p| p.trim().to_string()),
     };
     Ok(page_json(
-        state
-            .store
-            .list_leads(&auth.org, &id, &filter, page)
-            .await?,
+        state.store.list_leads(&auth.org, &id, &filter, page).await?,
         page,
     ))
 }
@@ -295,7 +279,5 @@ pub(super) async fn variable_keys(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"keys": state.store.variable_keys(&auth.org, &id).await?}),
-    ))
+    Ok(Json(json!({"keys": state.store.variable_keys(&auth.org, &id).await?})))
 }

@@ -41,8 +41,7 @@ pub(super) async fn create(
             "workflows are created as draft; activate with POST /v1/workflows/{id}/activate",
         ));
     }
-    let title =
-        title_of(&fields)?.ok_or_else(|| ApiError::validation("title (or name) is required"))?;
+    let title = title_of(&fields)?.ok_or_else(|| ApiError::validation("title (or name) is required"))?;
     let settings = match fields.get("settings") {
         None | Some(Value::Null) => WorkflowSettings::default(),
         Some(patch) => WorkflowSettings::default().merged(patch)?,
@@ -61,11 +60,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(workflow)))
 }
 
-pub(super) async fn list(
-    State(state): State<AppState>,
-    auth: Auth,
-    query: QueryMap,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn list(State(state): State<AppState>, auth: Auth, query: QueryMap) -> ApiResult<Json<Value>> {
     query.only(&[PAGE_PARAMS[0], PAGE_PARAMS[1], "status", "search"])?;
     let page = query.page()?;
     let status = query
@@ -160,28 +155,15 @@ pub(super) async fn validate(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (snapshot, agents, keys) = state.store.workflow_snapshot(&auth.org, &id).await?;
-    let has_leads = state
-        .store
-        .get_workflow(&auth.org, &id)
-        .await?
-        .enrolled_leads
-        > 0;
+    let has_leads = state.store.get_workflow(&auth.org, &id).await?.enrolled_leads > 0;
     let report = activation_report(&snapshot, &agents, &keys, has_leads);
     Ok(Json(
         json!({"valid": report.valid, "errors": report.errors, "warnings": report.warnings}),
     ))
 }
 
-async fn lifecycle(
-    state: AppState,
-    auth: Auth,
-    id: String,
-    action: Lifecycle,
-) -> ApiResult<Json<Workflow>> {
-    let workflow = state
-        .store
-        .transition_workflow(&auth.org, &id, action)
-        .await?;
+async fn lifecycle(state: AppState, auth: Auth, id: String, action: Lifecycle) -> ApiResult<Json<Workflow>> {
+    let workflow = state.store.transition_workflow(&auth.org, &id, action).await?;
     state.waker.wake();
     Ok(Json(workflow))
 }

@@ -18,9 +18,7 @@ async fn quickstart_leads_reach_the_outcome_their_simulator_columns_dictate() {
     assert_eq!(upload.body["leads_enrolled"], 12);
     app.activate(&flow.id).await;
 
-    let done = app
-        .wait_for_status(&flow.id, "completed", RUN_TIMEOUT)
-        .await;
+    let done = app.wait_for_status(&flow.id, "completed", RUN_TIMEOUT).await;
     let leads = app.leads(&flow.id).await;
     assert_eq!(leads.len(), 12);
     let mut counts: HashMap<&str, u64> = HashMap::new();
@@ -31,10 +29,7 @@ async fn quickstart_leads_reach_the_outcome_their_simulator_columns_dictate() {
         *counts.entry(status).or_default() += 1;
         let id = lead["id"].as_str().unwrap();
         let history = app.history(&flow.id, id).await;
-        let labels: Vec<&str> = history
-            .iter()
-            .map(|h| h["node_label"].as_str().unwrap())
-            .collect();
+        let labels: Vec<&str> = history.iter().map(|h| h["node_label"].as_str().unwrap()).collect();
         assert_eq!(labels, path, "{phone}");
         assert!(
             history
@@ -57,12 +52,7 @@ async fn quickstart_leads_reach_the_outcome_their_simulator_columns_dictate() {
             .map(String::from)
             .collect();
         for (i, outcome) in outcomes.iter().enumerate() {
-            assert_eq!(
-                *outcome,
-                listed[i.min(listed.len() - 1)],
-                "{phone} call {}",
-                i + 1
-            );
+            assert_eq!(*outcome, listed[i.min(listed.len() - 1)], "{phone} call {}", i + 1);
         }
         assert!(lead["finished_at"].is_string());
         assert!(lead["state"].is_null());
@@ -73,22 +63,14 @@ async fn quickstart_leads_reach_the_outcome_their_simulator_columns_dictate() {
     assert!(done["last_triggered_at"].is_string());
 
     // A completed call carries the simulator's analysis and talk time.
-    let converted = leads
-        .iter()
-        .find(|l| l["phone_number"] == "+12015550101")
-        .unwrap();
+    let converted = leads.iter().find(|l| l["phone_number"] == "+12015550101").unwrap();
     let call = &app.calls_of(converted["id"].as_str().unwrap()).await[0];
     assert_eq!(call["status"], "completed");
-    assert_eq!(
-        call["analysis"],
-        json!({"interest": "yes", "budget": "250000"})
-    );
+    assert_eq!(call["analysis"], json!({"interest": "yes", "budget": "250000"}));
     assert_eq!(call["duration_seconds"], 30);
     assert_eq!(call["attempt"], 1);
     assert!(call["answered_at"].is_string() && call["ended_at"].is_string());
-    let by_workflow = app
-        .get(&format!("/v1/calls?workflow_id={}&limit=100", flow.id))
-        .await;
+    let by_workflow = app.get(&format!("/v1/calls?workflow_id={}&limit=100", flow.id)).await;
     assert_eq!(by_workflow.body["meta"]["total"], 18);
 }
 
@@ -105,10 +87,7 @@ async fn call_workflow(app: &TestApp, config: Value) -> (String, String) {
 
 async fn enrol(app: &TestApp, workflow: &str, leads: Value) {
     let reply = app
-        .post(
-            &format!("/v1/workflows/{workflow}/leads"),
-            json!({"leads": leads}),
-        )
+        .post(&format!("/v1/workflows/{workflow}/leads"), json!({"leads": leads}))
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
 }
@@ -127,12 +106,7 @@ async fn routing_takes_exact_label_then_dnp_then_default() {
     let (id, call) = call_workflow(&app, json!({})).await;
     let converted = app.node(&id, "CONVERTED", "Won", json!({})).await;
     let dnp = app
-        .node(
-            &id,
-            "DROPPED",
-            "Did not pick up",
-            json!({"reason": "no_contact"}),
-        )
+        .node(&id, "DROPPED", "Did not pick up", json!({"reason": "no_contact"}))
         .await;
     let busy = app.node(&id, "DROPPED", "Busy line", json!({})).await;
     let fallback = app.node(&id, "DROPPED", "Other", json!({})).await;
@@ -204,10 +178,7 @@ async fn a_lead_with_no_matching_edge_stalls_until_an_edge_is_added() {
     assert_eq!(stalled["state"], "stalled", "{stalled}");
     assert_eq!(stalled["status"], "in_progress");
     assert_eq!(stalled["exit_reason"], "no_match");
-    assert_eq!(
-        lead_by_phone(&app, &id, "+12015550101").await["status"],
-        "completed"
-    );
+    assert_eq!(lead_by_phone(&app, &id, "+12015550101").await["status"], "completed");
     let history = app.history(&id, stalled["id"].as_str().unwrap()).await;
     assert_eq!(history[0]["detail"]["actual"], "silver", "{history:?}");
     assert!(history[0]["exited_at"].is_null());
@@ -224,8 +195,7 @@ async fn a_lead_with_no_matching_edge_stalls_until_an_edge_is_added() {
 #[tokio::test]
 async fn retries_follow_retry_on_and_stop_at_max_attempts() {
     let app = TestApp::spawn().await;
-    let (id, call) =
-        call_workflow(&app, json!({"max_attempts": 3, "retry_delay_minutes": 30})).await;
+    let (id, call) = call_workflow(&app, json!({"max_attempts": 3, "retry_delay_minutes": 30})).await;
     let answered = app.node(&id, "CONVERTED", "Answered", json!({})).await;
     let unanswered = app.node(&id, "DROPPED", "Unanswered", json!({})).await;
     app.edge(&id, &call, &answered, Some("COMPLETED")).await;
@@ -258,16 +228,8 @@ async fn retries_follow_retry_on_and_stop_at_max_attempts() {
             .collect();
         assert_eq!(attempts, (1..=calls as u64).collect::<Vec<_>>(), "{phone}");
         // The retry delay (30 min, scaled) separates consecutive attempts: never shorter than configured.
-        let created: Vec<i64> = lead_calls
-            .iter()
-            .rev()
-            .map(|c| ms(&c["created_at"]))
-            .collect();
-        let ended: Vec<i64> = lead_calls
-            .iter()
-            .rev()
-            .map(|c| ms(&c["ended_at"]))
-            .collect();
+        let created: Vec<i64> = lead_calls.iter().rev().map(|c| ms(&c["created_at"])).collect();
+        let ended: Vec<i64> = lead_calls.iter().rev().map(|c| ms(&c["ended_at"])).collect();
         for pair in 1..calls {
             let gap = created[pair] - ended[pair - 1];
             assert!(
@@ -292,10 +254,7 @@ fn ms(value: &Value) -> i64 {
 }
 
 /// A local webhook receiver: records requests, answers 200 (JSON) on `/ok` and 500 on `/fail`.
-async fn receiver() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
-) {
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
     use axum::routing::post;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = |seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>| {
@@ -339,19 +298,19 @@ async fn application_webhooks_render_templates_carry_idempotency_keys_and_branch
     let (base, seen) = receiver().await;
     let id = app.workflow("CRM push").await;
     let push = app
-        .node(&id, "APPLICATION", "Push to CRM", json!({"action": "webhook", "url": format!("{base}/ok"),
-            "headers": {"X-Lead": "{{lead_id}}"}, "body": {"phone": "{{phone_number}}", "name": "{{name}}"}}))
+        .node(
+            &id,
+            "APPLICATION",
+            "Push to CRM",
+            json!({"action": "webhook", "url": format!("{base}/ok"),
+            "headers": {"X-Lead": "{{lead_id}}"}, "body": {"phone": "{{phone_number}}", "name": "{{name}}"}}),
+        )
         .await;
     let score = app
         .node(&id, "CONDITIONAL", "Score", json!({"conditions": [{"field": "application.response.crm.score", "operator": "greater_than", "value": 50}]}))
         .await;
     let broken = app
-        .node(
-            &id,
-            "APPLICATION",
-            "Broken CRM",
-            json!({"url": format!("{base}/fail")}),
-        )
+        .node(&id, "APPLICATION", "Broken CRM", json!({"url": format!("{base}/fail")}))
         .await;
     let won = app.node(&id, "CONVERTED", "Won", json!({})).await;
     let lost = app.node(&id, "DROPPED", "Lost", json!({})).await;
@@ -374,17 +333,10 @@ async fn application_webhooks_render_templates_carry_idempotency_keys_and_branch
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     let lead_id = lead["id"].as_str().unwrap();
-    assert!(
-        seen[0].0.starts_with(&format!("{lead_id}:")),
-        "{:?}",
-        seen[0]
-    );
+    assert!(seen[0].0.starts_with(&format!("{lead_id}:")), "{:?}", seen[0]);
     assert_eq!(seen[0].1, json!({"phone": "+12015550101", "name": "Avery"}));
     let history = app.history(&id, lead_id).await;
-    let outcomes: Vec<&str> = history
-        .iter()
-        .map(|h| h["outcome"].as_str().unwrap_or(""))
-        .collect();
+    let outcomes: Vec<&str> = history.iter().map(|h| h["outcome"].as_str().unwrap_or("")).collect();
     assert_eq!(outcomes, ["success", "true", "failure", ""]);
     assert_eq!(history[2]["detail"]["status_code"], 500);
 }
@@ -399,12 +351,7 @@ async fn private_targets_are_refused_unless_allowed() {
     let (base, seen) = receiver().await;
     let id = app.workflow("Private").await;
     let push = app
-        .node(
-            &id,
-            "APPLICATION",
-            "Push",
-            json!({"url": format!("{base}/ok")}),
-        )
+        .node(&id, "APPLICATION", "Push", json!({"url": format!("{base}/ok")}))
         .await;
     let won = app.node(&id, "CONVERTED", "Won", json!({})).await;
     let lost = app.node(&id, "DROPPED", "Lost", json!({})).await;
@@ -442,30 +389,18 @@ async fn pause_holds_leads_and_resume_continues_them() {
     }
     assert_eq!(lead["current_node_id"], json!(flow.wait), "{lead}");
     let due = lead["next_action_at"].clone();
-    let paused = app
-        .post(&format!("/v1/workflows/{}/pause", flow.id), json!({}))
-        .await;
+    let paused = app.post(&format!("/v1/workflows/{}/pause", flow.id), json!({})).await;
     assert_eq!(paused.body["status"], "paused");
     let lead = lead_by_phone(&app, &flow.id, "+12015550101").await;
     assert_eq!(lead["state"], "paused");
-    assert_eq!(
-        lead["next_action_at"], due,
-        "a pause keeps the absolute due time"
-    );
-    let listed = app
-        .get(&format!("/v1/workflows/{}/leads?state=paused", flow.id))
-        .await;
+    assert_eq!(lead["next_action_at"], due, "a pause keeps the absolute due time");
+    let listed = app.get(&format!("/v1/workflows/{}/leads?state=paused", flow.id)).await;
     assert_eq!(listed.body["meta"]["total"], 1);
     // Enrolled while paused: pending until resume.
     enrol(&app, &flow.id, json!([{"phone_number": "+12015550102", "metadata": {"sim_outcome": "COMPLETED", "sim_analysis": "interest=yes", "sim_duration_seconds": "0"}}])).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        lead_by_phone(&app, &flow.id, "+12015550102").await["status"],
-        "pending"
-    );
-    let resumed = app
-        .post(&format!("/v1/workflows/{}/resume", flow.id), json!({}))
-        .await;
+    assert_eq!(lead_by_phone(&app, &flow.id, "+12015550102").await["status"], "pending");
+    let resumed = app.post(&format!("/v1/workflows/{}/resume", flow.id), json!({})).await;
     assert_eq!(resumed.body["status"], "active");
     for _ in 0..200 {
         if lead_by_phone(&app, &flow.id, "+12015550102").await["status"] == "completed" {
@@ -477,10 +412,7 @@ async fn pause_holds_leads_and_resume_continues_them() {
         lead_by_phone(&app, &flow.id, "+12015550102").await["status"],
         "completed"
     );
-    assert_eq!(
-        lead_by_phone(&app, &flow.id, "+12015550101").await["state"],
-        "waiting"
-    );
+    assert_eq!(lead_by_phone(&app, &flow.id, "+12015550101").await["state"], "waiting");
 }
 
 #[tokio::test]
@@ -510,14 +442,10 @@ async fn removing_a_waiting_lead_stops_it_for_good_and_cancel_removes_the_rest()
     }
     let first = lead_by_phone(&app, &flow.id, "+12015550101").await;
     let first_id = first["id"].as_str().unwrap();
-    let removed = app
-        .delete(&format!("/v1/workflows/{}/leads/{first_id}", flow.id))
-        .await;
+    let removed = app.delete(&format!("/v1/workflows/{}/leads/{first_id}", flow.id)).await;
     assert_eq!(removed.status, 200, "{}", removed.body);
     assert_eq!(removed.body["message"], "Lead removed from workflow.");
-    let again = app
-        .delete(&format!("/v1/workflows/{}/leads/{first_id}", flow.id))
-        .await;
+    let again = app.delete(&format!("/v1/workflows/{}/leads/{first_id}", flow.id)).await;
     crate::helpers::assert_error(&again, 409, "lead_final");
     let lead = lead_by_phone(&app, &flow.id, "+12015550101").await;
     assert_eq!(
@@ -527,9 +455,7 @@ async fn removing_a_waiting_lead_stops_it_for_good_and_cancel_removes_the_rest()
     let history = app.history(&flow.id, first_id).await;
     assert_eq!(history.last().unwrap()["status"], "skipped");
 
-    let cancelled = app
-        .post(&format!("/v1/workflows/{}/cancel", flow.id), json!({}))
-        .await;
+    let cancelled = app.post(&format!("/v1/workflows/{}/cancel", flow.id), json!({})).await;
     assert_eq!(cancelled.body["status"], "cancelled");
     assert_eq!(cancelled.body["lead_counts"]["removed"], 2);
     let second = lead_by_phone(&app, &flow.id, "+12015550102").await;
@@ -563,10 +489,7 @@ async fn max_concurrent_calls_is_never_exceeded() {
     enrol(&app, &id, Value::Array(leads)).await;
     app.activate(&id).await;
     app.wait_for_status(&id, "completed", RUN_TIMEOUT).await;
-    let calls = app
-        .get(&format!("/v1/calls?workflow_id={id}&limit=100"))
-        .await
-        .body["data"]
+    let calls = app.get(&format!("/v1/calls?workflow_id={id}&limit=100")).await.body["data"]
         .as_array()
         .cloned()
         .unwrap();
@@ -576,14 +499,8 @@ async fn max_concurrent_calls_is_never_exceeded() {
         .map(|c| (ms(&c["created_at"]), ms(&c["ended_at"])))
         .collect();
     for (start, _) in &spans {
-        let overlapping = spans
-            .iter()
-            .filter(|(s, e)| s <= start && start < e)
-            .count();
-        assert!(
-            overlapping <= 2,
-            "{overlapping} calls in flight at {start}: {spans:?}"
-        );
+        let overlapping = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+        assert!(overlapping <= 2, "{overlapping} calls in flight at {start}: {spans:?}");
     }
 }
 
@@ -607,12 +524,7 @@ async fn calling_hours_hold_calls_until_the_window_opens() {
         json!({"settings": {"calling_hours": hours, "timezone": "UTC"}}),
     )
     .await;
-    enrol(
-        &app,
-        &id,
-        json!([{"phone_number": "+12015550101", "timezone": "UTC"}]),
-    )
-    .await;
+    enrol(&app, &id, json!([{"phone_number": "+12015550101", "timezone": "UTC"}])).await;
     app.activate(&id).await;
     let mut lead = Value::Null;
     for _ in 0..200 {
@@ -627,9 +539,6 @@ async fn calling_hours_hold_calls_until_the_window_opens() {
     let opening_hour = jiff::Timestamp::from_millisecond(opening)
         .unwrap()
         .to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    assert_eq!(
-        (opening_hour.hour() as i64, opening_hour.minute()),
-        (start_hour, 0)
-    );
+    assert_eq!((opening_hour.hour() as i64, opening_hour.minute()), (start_hour, 0));
     assert!(app.calls_of(lead["id"].as_str().unwrap()).await.is_empty());
 }

@@ -24,6 +24,9 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// High enough never to bind the tests, so the rate-limit headers are always exercised.
+pub const TEST_RATE_LIMIT: u32 = 100_000;
+
 /// Waits in these tests are divided by this, so a 2-day TIME node takes about 0.2 s.
 pub const TEST_TIME_SCALE: f64 = 1_000_000.0;
 
@@ -38,9 +41,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(engine: EngineConfig) -> Self {
+        Self::spawn_config(ServeConfig {
+            engine,
+            rate_limit: TEST_RATE_LIMIT,
+        })
+        .await
+    }
+
+    pub async fn spawn_config(config: ServeConfig) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let db_url = format!("sqlite://{}", dir.path().join("test.db").display());
-        Self::spawn_on(db_url, dir, engine).await
+        Self::spawn_on(db_url, dir, config).await
     }
 
     /// A client for a server running elsewhere (another process) on `db_url`.
@@ -64,7 +75,7 @@ impl TestApp {
     }
 
     /// Starts a server on an existing database (a restart).
-    pub async fn spawn_on(db_url: String, dir: Arc<TempDir>, engine: EngineConfig) -> Self {
+    pub async fn spawn_on(db_url: String, dir: Arc<TempDir>, config: ServeConfig) -> Self {
         switchboard::install_crypto_provider();
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber::fmt()
@@ -72,16 +83,9 @@ impl TestApp {
                 .try_init();
         }
         let store = open_store(&db_url).await.expect("store");
-        let key = issue_key(store.as_ref(), "test-org", None)
-            .await
-            .expect("key")
-            .api_key;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let running = start(store.clone(), listener, ServeConfig { engine })
-            .await
-            .expect("start");
+        let key = issue_key(store.as_ref(), "test-org", None).await.expect("key").api_key;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let running = start(store.clone(), listener, config).await.expect("start");
         Self {
             base: format!("http://{}", running.addr),
             key,
@@ -107,22 +111,11 @@ impl TestApp {
 
     /// A key of another organization.
     pub async fn key_for(&self, org: &str) -> String {
-        issue_key(self.store.as_ref(), org, None)
-            .await
-            .expect("key")
-            .api_key
+        issue_key(self.store.as_ref(), org, None).await.expect("key").api_key
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> Reply {
-        let mut request = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>, key: Option<&str>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -137,11 +130,7 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -149,13 +138,11 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::POST, path, Some(body), Some(&self.key))
-            .await
+        self.send(Method::POST, path, Some(body), Some(&self.key)).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(Method::PATCH, path, Some(body), Some(&self.key))
-            .await
+        self.send(Method::PATCH, path, Some(body), Some(&self.key)).await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
@@ -163,13 +150,7 @@ impl TestApp {
     }
 
     /// Uploads a CSV as multipart, with extra text parts.
-    pub async fn upload(
-        &self,
-        workflow_id: &str,
-        file_name: &str,
-        bytes: Vec<u8>,
-        parts: &[(&str, &str)],
-    ) -> Reply {
+    pub async fn upload(&self, workflow_id: &str, file_name: &str, bytes: Vec<u8>, parts: &[(&str, &str)]) -> Reply {
         let mut form = reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string()),
@@ -187,12 +168,7 @@ impl TestApp {
 
     pub async fn create(&self, path: &str, body: Value) -> Value {
         let reply = self.post(path, body.clone()).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "POST {path} {body}: {}",
-            reply.body
-        );
+        assert_eq!(reply.status, StatusCode::CREATED, "POST {path} {body}: {}", reply.body);
         reply.body
     }
 
@@ -209,17 +185,14 @@ impl TestApp {
 
     pub async fn agent_and_number(&self) -> (String, String) {
         let agent = self
-            .create(
-                "/v1/agents",
-                json!({"name": "Loan follow-up", "prompt": "Hi {{name}}"}),
-            )
+            .create("/v1/agents", json!({"name": "Loan follow-up", "prompt": "Hi {{name}}"}))
             .await;
-        self.create("/v1/phone-numbers", json!({"phone_number": "+12015550100", "allowed_destination_countries": ["US", "IN", "GB"]}))
-            .await;
-        (
-            agent["id"].as_str().unwrap().to_string(),
-            "+12015550100".to_string(),
+        self.create(
+            "/v1/phone-numbers",
+            json!({"phone_number": "+12015550100", "allowed_destination_countries": ["US", "IN", "GB"]}),
         )
+        .await;
+        (agent["id"].as_str().unwrap().to_string(), "+12015550100".to_string())
     }
 
     pub async fn workflow(&self, title: &str) -> String {
@@ -229,16 +202,9 @@ impl TestApp {
             .to_string()
     }
 
-    pub async fn node(
-        &self,
-        workflow: &str,
-        node_type: &str,
-        label: &str,
-        config: Value,
-    ) -> String {
+    pub async fn node(&self, workflow: &str, node_type: &str, label: &str, config: Value) -> String {
         let body = json!({"node_type": node_type, "label": label, "config": config});
-        self.create(&format!("/v1/workflows/{workflow}/nodes"), body)
-            .await["id"]
+        self.create(&format!("/v1/workflows/{workflow}/nodes"), body).await["id"]
             .as_str()
             .unwrap()
             .to_string()
@@ -246,8 +212,7 @@ impl TestApp {
 
     pub async fn edge(&self, workflow: &str, from: &str, to: &str, label: Option<&str>) -> String {
         let body = json!({"from_node_id": from, "to_node_id": to, "label": label});
-        self.create(&format!("/v1/workflows/{workflow}/edges"), body)
-            .await["id"]
+        self.create(&format!("/v1/workflows/{workflow}/edges"), body).await["id"]
             .as_str()
             .unwrap()
             .to_string()
@@ -258,12 +223,8 @@ impl TestApp {
         let (agent, from) = self.agent_and_number().await;
         let id = self.workflow("Lead nurture").await;
         let call = json!({"agent_id": agent, "from_phone_number": from});
-        let first = self
-            .node(&id, "VOICE_CALL", "First call", call.clone())
-            .await;
-        let wait = self
-            .node(&id, "TIME", "Wait two days", json!({"delay_days": 2}))
-            .await;
+        let first = self.node(&id, "VOICE_CALL", "First call", call.clone()).await;
+        let wait = self.node(&id, "TIME", "Wait two days", json!({"delay_days": 2})).await;
         let second = self.node(&id, "VOICE_CALL", "Second call", call).await;
         let check = self
             .node(&id, "CONDITIONAL", "Interested?", json!({"logic": "AND", "conditions": [{"field": "call.analysis.interest", "operator": "equals", "value": "yes"}]}))
@@ -320,9 +281,7 @@ impl TestApp {
         let mut out = Vec::new();
         for page in 1.. {
             let reply = self
-                .get(&format!(
-                    "/v1/workflows/{workflow}/leads?limit=100&page={page}"
-                ))
+                .get(&format!("/v1/workflows/{workflow}/leads?limit=100&page={page}"))
                 .await;
             let data = reply.body["data"].as_array().cloned().unwrap_or_default();
             if data.is_empty() {
@@ -377,16 +336,10 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) -> Value {
     let body = &reply.body;
     assert_eq!(body["statusCode"], status, "{body}");
     assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["message"].is_string() || body["message"].is_array(),
-        "{body}"
-    );
+    assert!(body["message"].is_string() || body["message"].is_array(), "{body}");
     assert_eq!(
         body["error"],
-        StatusCode::from_u16(status)
-            .unwrap()
-            .canonical_reason()
-            .unwrap(),
+        StatusCode::from_u16(status).unwrap().canonical_reason().unwrap(),
         "{body}"
     );
     let request_id = body["request_id"].as_str().expect("request_id");
@@ -396,11 +349,7 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) -> Value {
 }
 
 pub fn example(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../examples/leads/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("example file")
+    std::fs::read(format!("{}/../../examples/leads/{name}", env!("CARGO_MANIFEST_DIR"))).expect("example file")
 }
 
 /// The path and call count the nurture graph must give a lead, derived from its simulator columns.
@@ -412,10 +361,7 @@ pub fn expected_nurture(metadata: &Value) -> (Vec<&'static str>, &'static str, u
         .map(|s| s.trim().to_string())
         .collect();
     let nth = |n: usize| outcomes[n.min(outcomes.len() - 1)].as_str();
-    let interested = metadata["sim_analysis"]
-        .as_str()
-        .unwrap_or("")
-        .contains("interest=yes");
+    let interested = metadata["sim_analysis"].as_str().unwrap_or("").contains("interest=yes");
     let decide = |path: &mut Vec<&'static str>| {
         path.push("Interested?");
         if interested {

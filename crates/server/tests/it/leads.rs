@@ -27,28 +27,19 @@ async fn phones(app: &TestApp, workflow: &str) -> Vec<String> {
 async fn quickstart_csv_enrols_twelve_leads_with_their_variables() {
     let app = TestApp::spawn().await;
     let id = app.workflow("Upload").await;
-    let reply = app
-        .upload(&id, "quickstart.csv", example("quickstart.csv"), &[])
-        .await;
+    let reply = app.upload(&id, "quickstart.csv", example("quickstart.csv"), &[]).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(
         reply.body,
         json!({"workflow_id": id, "leads_enrolled": 12, "duplicates_skipped": 0, "message": "12 leads enrolled in the workflow."})
     );
-    let keys = app
-        .get(&format!("/v1/workflows/{id}/leads/variable-keys"))
-        .await
-        .body;
+    let keys = app.get(&format!("/v1/workflows/{id}/leads/variable-keys")).await.body;
     assert_eq!(
         keys,
         json!({"keys": ["city", "name", "product", "sim_analysis", "sim_outcome"]})
     );
     let leads = app.leads(&id).await;
-    assert!(
-        leads
-            .iter()
-            .all(|l| l["status"] == "pending" && l["state"].is_null())
-    );
+    assert!(leads.iter().all(|l| l["status"] == "pending" && l["state"].is_null()));
     let workflow = app.get(&format!("/v1/workflows/{id}")).await.body;
     assert_eq!(
         (
@@ -58,9 +49,7 @@ async fn quickstart_csv_enrols_twelve_leads_with_their_variables() {
         (Some(12), Some(12))
     );
     // Uploading the same file again skips every number.
-    let again = app
-        .upload(&id, "quickstart.csv", example("quickstart.csv"), &[])
-        .await;
+    let again = app.upload(&id, "quickstart.csv", example("quickstart.csv"), &[]).await;
     assert_eq!(
         (
             again.body["leads_enrolled"].as_u64(),
@@ -137,10 +126,7 @@ async fn excel_exports_with_bom_semicolons_and_lost_digits() {
         phones(&app, &id).await,
         ["+12015550111", "+12015550112", "+12015550113"]
     );
-    let keys = app
-        .get(&format!("/v1/workflows/{id}/leads/variable-keys"))
-        .await
-        .body;
+    let keys = app.get(&format!("/v1/workflows/{id}/leads/variable-keys")).await.body;
     assert_eq!(keys["keys"], json!(["Company", "Name", "Score"]));
 }
 
@@ -171,10 +157,7 @@ async fn xlsx_numbers_keep_their_digits_and_dates_become_date_times() {
     assert_eq!(amounts, ["250000", "120000.5", "80000"]);
     for lead in &leads[..2] {
         let when = lead["metadata"]["callback_after"].as_str().unwrap();
-        assert!(
-            when.parse::<jiff::Timestamp>().is_ok(),
-            "{when} is RFC 3339"
-        );
+        assert!(when.parse::<jiff::Timestamp>().is_ok(), "{when} is RFC 3339");
     }
 }
 
@@ -184,18 +167,12 @@ async fn invalid_rows_are_grouped_by_reason() {
     let id = app.workflow("Mixed").await;
     let reply = app
         .client
-        .post(format!(
-            "{}/v1/workflows/{id}/leads?skip_invalid=true",
-            app.base
-        ))
+        .post(format!("{}/v1/workflows/{id}/leads?skip_invalid=true", app.base))
         .bearer_auth(&app.key)
-        .multipart(
-            reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(example("invalid_rows.csv"))
-                    .file_name("invalid_rows.csv"),
-            ),
-        )
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(example("invalid_rows.csv")).file_name("invalid_rows.csv"),
+        ))
         .send()
         .await
         .unwrap();
@@ -216,10 +193,7 @@ async fn invalid_rows_are_grouped_by_reason() {
     let leads = app.leads(&id).await;
     assert_eq!(leads.len(), 1);
     assert_eq!(
-        (
-            leads[0]["phone_number"].as_str(),
-            leads[0]["timezone"].as_str()
-        ),
+        (leads[0]["phone_number"].as_str(), leads[0]["timezone"].as_str()),
         (Some("+12015550121"), Some("America/New_York"))
     );
 }
@@ -233,14 +207,10 @@ async fn json_single_and_batch_enrolment() {
     assert_eq!(single.status, 201, "{}", single.body);
     assert!(single.body["id"].as_str().unwrap().starts_with("wlead_"));
     assert_eq!(single.body["phone_number"], "+12015550101");
-    assert_eq!(
-        single.body["metadata"],
-        json!({"name": "Avery", "score": "7"})
-    );
+    assert_eq!(single.body["metadata"], json!({"name": "Avery", "score": "7"}));
     assert_eq!(single.body["status"], "pending");
     assert_error(
-        &app.post(&path, json!({"phone_number": "+12015550101"}))
-            .await,
+        &app.post(&path, json!({"phone_number": "+12015550101"})).await,
         409,
         "duplicate_lead",
     );
@@ -259,9 +229,7 @@ async fn json_single_and_batch_enrolment() {
         .await;
     assert_eq!(batch.body["leads_enrolled"], 1, "{}", batch.body);
     assert_eq!(batch.body["duplicates_skipped"], 2);
-    let listed = app
-        .get(&format!("{path}?phone_number=%2B919876543210"))
-        .await;
+    let listed = app.get(&format!("{path}?phone_number=%2B919876543210")).await;
     assert_eq!(listed.body["meta"]["total"], 1);
     assert_error(
         &app.get(&format!("{path}?status=bogus")).await,
@@ -284,11 +252,8 @@ async fn json_single_and_batch_enrolment() {
 async fn destinations_are_checked_against_the_calling_numbers() {
     let app = TestApp::spawn().await;
     let agent = app.create("/v1/agents", json!({"name": "A"})).await;
-    app.create(
-        "/v1/phone-numbers",
-        json!({"phone_number": "+912234567890"}),
-    )
-    .await;
+    app.create("/v1/phone-numbers", json!({"phone_number": "+912234567890"}))
+        .await;
     let id = app.workflow("India only").await;
     app.node(
         &id,
@@ -322,8 +287,7 @@ async fn reenrollment_after_exit_allows_a_finished_number_back() {
     )
     .await;
     let path = format!("/v1/workflows/{id}/leads");
-    app.post(&path, json!({"phone_number": "+12015550101"}))
-        .await;
+    app.post(&path, json!({"phone_number": "+12015550101"})).await;
     app.activate(&id).await;
     for _ in 0..200 {
         if app.leads(&id).await[0]["status"] == "dropped" {
@@ -331,9 +295,7 @@ async fn reenrollment_after_exit_allows_a_finished_number_back() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let again = app
-        .post(&path, json!({"phone_number": "+12015550101"}))
-        .await;
+    let again = app.post(&path, json!({"phone_number": "+12015550101"})).await;
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(
         app.get(&format!("/v1/workflows/{id}")).await.body["status"],

@@ -50,10 +50,7 @@ fn serve(db_url: &str, port: u16) -> Server {
 async fn wait_healthy(base: &str) {
     let started = Instant::now();
     while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -78,11 +75,7 @@ async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
         .env("SWITCHBOARD_DATABASE_URL", &db_url)
         .output()
         .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let key: Value = serde_json::from_slice(&created.stdout).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -103,10 +96,7 @@ async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
         })
         .collect();
     let enrolled = app
-        .post(
-            &format!("/v1/workflows/{}/leads", flow.id),
-            json!({"leads": leads}),
-        )
+        .post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
         .await;
     assert_eq!(enrolled.body["leads_enrolled"], 120, "{}", enrolled.body);
     app.activate(&flow.id).await;
@@ -129,10 +119,7 @@ async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
         assert_eq!(lead["status"], status, "{phone}");
         let id = lead["id"].as_str().unwrap();
         let history = app.history(&flow.id, id).await;
-        let labels: Vec<&str> = history
-            .iter()
-            .map(|h| h["node_label"].as_str().unwrap())
-            .collect();
+        let labels: Vec<&str> = history.iter().map(|h| h["node_label"].as_str().unwrap()).collect();
         assert_eq!(labels, path, "{phone}: no step lost or repeated");
         assert_eq!(
             app.calls_of(id).await.len(),
@@ -158,11 +145,8 @@ async fn a_graceful_restart_resumes_every_lead_at_once() {
             json!({"phone_number": format!("+1201555{:04}", 400 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
         })
         .collect();
-    app.post(
-        &format!("/v1/workflows/{}/leads", flow.id),
-        json!({"leads": leads}),
-    )
-    .await;
+    app.post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
+        .await;
     app.activate(&flow.id).await;
     // 2 days / 100,000 is about 1.7 s: stop while leads wait.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -172,17 +156,14 @@ async fn a_graceful_restart_resumes_every_lead_at_once() {
         state: Some(switchboard_domain::model::LeadState::Waiting),
         ..Default::default()
     };
-    let page = switchboard_store::PageRequest {
-        page: 1,
-        limit: 100,
-    };
-    let waiting = app
-        .store
-        .list_leads(&org, &flow.id, &filter, page)
-        .await
-        .unwrap();
+    let page = switchboard_store::PageRequest { page: 1, limit: 100 };
+    let waiting = app.store.list_leads(&org, &flow.id, &filter, page).await.unwrap();
     assert!(waiting.total > 0, "some leads were parked at the wait");
-    let app = TestApp::spawn_on(app.db_url.clone(), app.dir(), engine).await;
+    let config = switchboard::ServeConfig {
+        engine,
+        rate_limit: crate::helpers::TEST_RATE_LIMIT,
+    };
+    let app = TestApp::spawn_on(app.db_url.clone(), app.dir(), config).await;
     app.wait_for_status(&flow.id, "completed", Duration::from_secs(30))
         .await;
     for lead in app.leads(&flow.id).await {
