@@ -1,8 +1,9 @@
 //! The one error body of the API (API.md section 1) and the mapping from lower layers.
 
+use crate::docs::ErrorBody;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_store::StoreError;
 
 tokio::task_local! {
@@ -105,14 +106,14 @@ impl IntoResponse for ApiError {
             self.status
         );
         let request_id = current_request_id();
-        let body = json!({
-            "statusCode": self.status.as_u16(),
-            "error": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-            "code": self.code,
-            "request_id": request_id,
-            "details": self.details,
-        });
+        let body = ErrorBody {
+            status_code: self.status.as_u16(),
+            error: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            message: self.message,
+            code: self.code.to_string(),
+            request_id: request_id.clone(),
+            details: self.details,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);

@@ -4,6 +4,8 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -95,61 +97,38 @@ pub async fn read_body(req: Request, limit: usize) -> ApiResult<axum::body::Byte
     })
 }
 
-/// Field access on a JSON object that names the field in every error.
-pub struct Fields(pub Map<String, Value>);
+/// A JSON body parsed into `T` (an empty body reads as `{}`); errors name the failing field.
+pub struct Body<T>(pub T);
 
-impl Fields {
-    /// Rejects any field not in `allowed`.
-    pub fn only(&self, allowed: &[&str]) -> ApiResult<()> {
-        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(key) => Err(ApiError::bad_request(
-                "unknown_field",
-                format!("unknown field {key} (allowed: {})", allowed.join(", ")),
-            )),
-            None => Ok(()),
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> ApiResult<Self> {
+        let JsonObject(map) = JsonObject::from_request(req, state).await?;
+        parse_as(map).map(Body)
+    }
+}
+
+/// Deserialises a JSON object into `T`, naming the field that fails.
+pub fn parse_as<T: DeserializeOwned>(map: Map<String, Value>) -> ApiResult<T> {
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if inner.starts_with("unknown field") {
+            ApiError::bad_request("unknown_field", inner)
+        } else if path == "." {
+            ApiError::validation(inner)
+        } else {
+            ApiError::validation(format!("{path}: {inner}"))
         }
-    }
+    })
+}
 
-    pub fn has(&self, key: &str) -> bool {
-        self.0.contains_key(key)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
-    }
-
-    /// `None` when absent, `Some(None)` when null.
-    pub fn nullable_string(&self, key: &str) -> ApiResult<Option<Option<String>>> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-            Some(_) => Err(ApiError::validation(format!("{key} must be a string"))),
-        }
-    }
-
-    pub fn string(&self, key: &str) -> ApiResult<Option<String>> {
-        Ok(self.nullable_string(key)?.flatten())
-    }
-
-    pub fn number(&self, key: &str) -> ApiResult<Option<f64>> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .filter(|n| n.is_finite())
-                .map(Some)
-                .ok_or_else(|| ApiError::validation(format!("{key} must be a number"))),
-        }
-    }
-
-    pub fn boolean(&self, key: &str) -> ApiResult<Option<bool>> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::validation(format!("{key} must be a boolean"))),
-        }
-    }
+/// For `#[serde(default, deserialize_with = "nullable")]`: `None` when absent, `Some(None)` when null.
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Checks a title: 1–255 characters after trimming.

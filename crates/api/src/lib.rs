@@ -1,6 +1,7 @@
 //! The HTTP API (API.md sections 1–5, 7 and 10): axum routers per resource over the storage trait.
 
 pub mod codes;
+pub mod docs;
 pub mod error;
 pub mod extract;
 mod guard;
@@ -9,18 +10,19 @@ mod routes;
 pub use guard::RateLimit;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use error::{ApiError, REQUEST_ID};
 use serde::Serialize;
-use serde_json::json;
 use std::sync::Arc;
 use switchboard_domain::ids;
 use switchboard_engine::Waker;
 use switchboard_store::{Page, PageRequest, Store};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,14 +32,15 @@ pub struct AppState {
     pub rate_limit: Option<Arc<RateLimit>>,
 }
 
-/// The whole service: `/v1` API plus health probes.
+/// The whole service: `/v1` API, health probes and the OpenAPI document built from the same routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .nest(
-            "/v1",
-            routes::v1().layer(axum::middleware::from_fn_with_state(state.clone(), guard::v1_guard)),
+    let guard = axum::middleware::from_fn_with_state(state.clone(), guard::v1_guard);
+    let (router, openapi) = api_routes(|v1| v1.layer(guard)).split_for_parts();
+    let document = openapi_json(openapi);
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -51,9 +54,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every documented route; `wrap_v1` adds the layers of `/v1` (they do not change the document).
+fn api_routes(wrap_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(healthz))
+        .routes(utoipa_axum::routes!(readyz))
+        .nest("/v1", wrap_v1(routes::v1()))
+}
+
+fn openapi_json(openapi: utoipa::openapi::OpenApi) -> String {
+    let mut text = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    text
+}
+
+/// The OpenAPI document the server serves at `/openapi.json` (committed as `openapi.json`).
+pub fn openapi_document() -> String {
+    openapi_json(api_routes(|v1| v1).split_for_parts().1)
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = docs::Health)))]
+async fn healthz() -> Json<docs::Health> {
+    Json(docs::Health { status: "ok".into() })
+}
+
+/// The database is reachable and migrated.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, body = docs::Health), (status = 503, body = docs::ErrorBody)))]
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(docs::Health { status: "ready".into() }).into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -90,10 +121,12 @@ async fn request_id(request: Request, next: Next) -> Response {
 }
 
 /// The list envelope: `{"data": [...], "meta": {"page", "limit", "total", "totalPages"}}`.
-pub(crate) fn page_json<T: Serialize>(page: Page<T>, request: PageRequest) -> Json<serde_json::Value> {
-    let total_pages = page.total.div_ceil(request.limit);
-    Json(json!({
-        "data": page.data,
-        "meta": {"page": request.page, "limit": request.limit, "total": page.total, "totalPages": total_pages},
-    }))
+pub(crate) fn page_json<T: Serialize + utoipa::ToSchema>(page: Page<T>, request: PageRequest) -> Json<docs::Paged<T>> {
+    let meta = docs::PageMeta {
+        page: request.page,
+        limit: request.limit,
+        total: page.total,
+        total_pages: page.total.div_ceil(request.limit),
+    };
+    Json(docs::Paged { data: page.data, meta })
 }

@@ -37,7 +37,7 @@ pub struct Graph {
     pub entry_node_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub code: &'static str,
     pub message: String,
@@ -58,7 +58,7 @@ impl Problem {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub valid: bool,
     pub errors: Vec<Problem>,

@@ -30,7 +30,7 @@ pub struct LeadCandidate {
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RowReason {
     InvalidPhoneNumber,
@@ -41,13 +41,13 @@ pub enum RowReason {
     ValueTooLong,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RowRef {
     pub position: usize,
     pub phone_number: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RowGroup {
     pub reason: RowReason,
     pub count: usize,
@@ -269,60 +269,24 @@ pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -
     Ok(leads)
 }
 
-/// Reads one JSON lead (`phone_number`, `metadata` or `variables`, `timezone`).
-pub fn from_json(position: usize, value: &Value) -> Result<RawLead, Invalid> {
-    let bad = |m: String| Invalid::new("validation_failed", m);
-    let obj = value
-        .as_object()
-        .ok_or_else(|| bad(format!("lead {position} must be an object")))?;
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !["phone_number", "metadata", "variables", "timezone"].contains(&k.as_str()))
-    {
-        return Err(bad(format!("lead {position}: unknown field {key}")));
-    }
-    let phone_number = match obj.get("phone_number") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => {
-            return Err(bad(format!("lead {position}: phone_number must be a string")));
-        }
-    };
-    if obj.contains_key("metadata") && obj.contains_key("variables") {
-        return Err(bad(format!("lead {position}: send metadata or variables, not both")));
-    }
+/// Variables sent as JSON: strings, numbers and booleans become text; a null is an empty value.
+pub fn variables_from_json(position: usize, map: Map<String, Value>) -> Result<Map<String, Value>, Invalid> {
     let mut variables = Map::new();
-    match obj.get("metadata").or_else(|| obj.get("variables")) {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            for (k, v) in map {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    Value::Number(_) | Value::Bool(_) => v.to_string(),
-                    _ => {
-                        return Err(bad(format!(
-                            "lead {position}: metadata.{k} must be a string, number or boolean"
-                        )));
-                    }
-                };
-                variables.insert(k.trim().to_string(), Value::String(text));
+    for (key, value) in map {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            Value::Number(_) | Value::Bool(_) => value.to_string(),
+            _ => {
+                return Err(Invalid::new(
+                    "validation_failed",
+                    format!("lead {position}: metadata.{key} must be a string, number or boolean"),
+                ));
             }
-        }
-        Some(_) => return Err(bad(format!("lead {position}: metadata must be an object"))),
+        };
+        variables.insert(key.trim().to_string(), Value::String(text));
     }
-    let timezone = match obj.get("timezone") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        Some(_) => return Err(bad(format!("lead {position}: timezone must be a string"))),
-    };
-    Ok(RawLead {
-        position,
-        phone_number,
-        variables,
-        timezone,
-    })
+    Ok(variables)
 }
 
 /// Row checks: phone to E.164, destination country, time zone and size limits.

@@ -15,7 +15,8 @@ const KEYS: &[&str] = &[
 ];
 pub const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Days and a daily window (`HH:MM`, 24-hour, `start` < `end`) in the lead's local time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallingHours {
     pub days: Vec<String>,
     pub start: String,
@@ -37,7 +38,7 @@ impl CallingHours {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowSettings {
     pub timezone: String,
     pub default_country: Option<String>,

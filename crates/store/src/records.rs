@@ -6,23 +6,26 @@ use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, 
 use switchboard_domain::settings::WorkflowSettings;
 use switchboard_domain::time::rfc3339;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Organization {
     pub id: String,
     pub name: String,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyRecord {
     pub id: String,
     pub organization_id: String,
     pub organization_name: String,
     pub name: Option<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<i64>,
 }
 
@@ -34,7 +37,7 @@ pub struct KeyAuth {
     pub revoked: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Agent {
     pub id: String,
     pub organization_id: String,
@@ -44,12 +47,14 @@ pub struct Agent {
     pub voice: Option<String>,
     pub language: Option<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PhoneNumber {
     pub id: String,
     pub organization_id: String,
@@ -59,15 +64,18 @@ pub struct PhoneNumber {
     pub country_code: Option<String>,
     pub status: String,
     pub provider: String,
+    #[schema(value_type = Object)]
     pub provider_config: Value,
     pub allowed_destination_countries: Vec<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LeadCounts {
     pub pending: u64,
     pub in_progress: u64,
@@ -95,7 +103,7 @@ impl LeadCounts {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Workflow {
     pub id: String,
     pub organization_id: String,
@@ -110,19 +118,23 @@ pub struct Workflow {
     pub enrolled_leads: u64,
     pub lead_counts: LeadCounts,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_triggered_at: Option<i64>,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub activated_at: Option<i64>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     /// Bumped on every change of graph, settings or status; fences the engine's commits.
     #[serde(skip)]
     pub revision: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Node {
     pub id: String,
     pub workflow_id: String,
@@ -130,14 +142,17 @@ pub struct Node {
     pub label: String,
     pub position_x: f64,
     pub position_y: f64,
+    #[schema(value_type = Object)]
     pub config: Value,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Edge {
     pub id: String,
     pub workflow_id: String,
@@ -145,33 +160,40 @@ pub struct Edge {
     pub to_node_id: String,
     pub label: Option<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Lead {
     pub id: String,
     pub workflow_id: String,
     pub phone_number: String,
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub timezone: Option<String>,
     pub status: LeadStatus,
     pub state: Option<LeadState>,
     pub current_node_id: Option<String>,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_action_at: Option<i64>,
     pub exit_reason: Option<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub enrolled_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub node_id: String,
     pub node_label: String,
@@ -182,14 +204,17 @@ pub struct HistoryEntry {
     pub next_node_id: Option<String>,
     pub call_id: Option<String>,
     pub attempts: Option<u32>,
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<Value>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub entered_at: i64,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub exited_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Call {
     pub id: String,
     pub workflow_id: Option<String>,
@@ -205,15 +230,19 @@ pub struct Call {
     pub duration_seconds: Option<u32>,
     pub transcript: Option<String>,
     pub summary: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub analysis: Option<Value>,
     pub recording_url: Option<String>,
     pub provider: String,
     pub provider_call_id: Option<String>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub answered_at: Option<i64>,
     #[serde(serialize_with = "rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<i64>,
     #[serde(skip)]
     pub organization_id: String,

@@ -1,22 +1,99 @@
-//! Lead enrolment (CSV and JSON), reads, removal, history and variable keys (API.md section 5).
+//! Lead enrolment (CSV, XLSX and JSON), reads, removal, history and variable keys (API.md section 5).
 
+use crate::docs::{ErrorBody, MessageBody, Paged};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, Fields, PAGE_PARAMS, QueryMap, parse_object, read_body};
+use crate::extract::{Auth, PAGE_PARAMS, QueryMap, parse_as, parse_object, read_body};
 use crate::{AppState, page_json};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::HashSet;
-use switchboard_domain::leadfile::{self, RawLead, Rejections};
+use switchboard_domain::leadfile::{self, RawLead, Rejections, RowGroup};
 use switchboard_domain::model::{LeadState, LeadStatus};
 use switchboard_domain::settings::parse_country;
 use switchboard_store::LeadFilter;
-use switchboard_store::records::Lead;
+use switchboard_store::records::{HistoryEntry, Lead};
+use utoipa::ToSchema;
 
 pub const UPLOAD_LIMIT: usize = 50 * 1024 * 1024;
 const MAX_BATCH: usize = 10_000;
+
+/// One lead sent as JSON.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeadInput {
+    /// E.164, or national format read in `default_country`.
+    #[schema(value_type = String)]
+    phone_number: Option<Value>,
+    /// The lead's variables (`variables` is accepted as a synonym).
+    #[serde(alias = "variables")]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Map<String, Value>>,
+    /// IANA zone for calling hours.
+    timezone: Option<String>,
+}
+
+/// Up to 10,000 leads in one request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeadBatch {
+    leads: Vec<LeadInput>,
+    default_country: Option<String>,
+    skip_invalid: Option<bool>,
+}
+
+/// A JSON enrolment: a batch (`leads`) or one lead.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum EnrolJson {
+    Batch(LeadBatch),
+    Single(LeadInput),
+}
+
+/// What enrolment answers: the counts for a batch or file, the lead for a single JSON lead.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Enrolled {
+    Batch(EnrolResult),
+    Single(Box<Lead>),
+}
+
+/// A CSV or XLSX file of leads.
+#[derive(ToSchema)]
+pub(crate) struct LeadUpload {
+    #[schema(value_type = String, format = Binary)]
+    file: Bytes,
+    default_country: Option<String>,
+    skip_invalid: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EnrolResult {
+    workflow_id: String,
+    leads_enrolled: u64,
+    duplicates_skipped: u64,
+    message: String,
+    /// Rows left out, by reason (only with `skip_invalid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<Vec<RowGroup>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LeadHistory {
+    id: String,
+    workflow_id: String,
+    lead: Lead,
+    history: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VariableKeys {
+    keys: Vec<String>,
+}
 
 /// What an enrolment request carried, whatever its form.
 struct Upload {
@@ -30,7 +107,26 @@ fn is_xlsx(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04")
 }
 
-async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
+fn raw_lead(position: usize, input: LeadInput) -> ApiResult<RawLead> {
+    let phone_number = match input.phone_number {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "lead {position}: phone_number must be a string"
+            )));
+        }
+    };
+    Ok(RawLead {
+        position,
+        phone_number,
+        variables: leadfile::variables_from_json(position, input.metadata.unwrap_or_default())?,
+        timezone: input.timezone.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+    })
+}
+
+async fn read_multipart(req: Request, state: &AppState) -> ApiResult<LeadUpload> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -38,41 +134,31 @@ async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
             "the upload exceeds the 50 MiB limit",
         )
     };
+    let malformed = |e: String| ApiError::bad_request("invalid_multipart", format!("malformed multipart body: {e}"));
     let mut multipart = Multipart::from_request(req, state)
         .await
-        .map_err(|e| ApiError::bad_request("invalid_multipart", format!("malformed multipart body: {e}")))?;
-    let mut upload = Upload {
-        rows: Vec::new(),
-        default_country: None,
-        skip_invalid: false,
-        single: false,
-    };
-    let mut file = None;
+        .map_err(|e| malformed(e.body_text()))?;
+    let (mut file, mut default_country, mut skip_invalid) = (None, None, None);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-            Err(e) => {
-                return Err(ApiError::bad_request(
-                    "invalid_multipart",
-                    format!("malformed multipart body: {e}"),
-                ));
-            }
+            Err(e) => return Err(malformed(e.body_text())),
         };
         let name = field.name().unwrap_or("").to_string();
         let bytes = field.bytes().await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {
-                ApiError::bad_request("invalid_multipart", e.body_text())
+                malformed(e.body_text())
             }
         })?;
         let text = || String::from_utf8_lossy(&bytes).trim().to_string();
         match name.as_str() {
-            "file" => file = Some(bytes),
-            "default_country" => upload.default_country = Some(text()).filter(|s| !s.is_empty()),
-            "skip_invalid" => upload.skip_invalid = matches!(text().as_str(), "true" | "1"),
+            "file" => file = Some(bytes.clone()),
+            "default_country" => default_country = Some(text()).filter(|s| !s.is_empty()),
+            "skip_invalid" => skip_invalid = Some(matches!(text().as_str(), "true" | "1")),
             other => {
                 return Err(ApiError::bad_request(
                     "unknown_field",
@@ -82,45 +168,53 @@ async fn read_multipart(req: Request, state: &AppState) -> ApiResult<Upload> {
         }
     }
     let file = file.ok_or_else(|| ApiError::validation("the form has no file part"))?;
-    upload.rows = if is_xlsx(&file) {
-        leadfile::read_xlsx(&file)?
-    } else {
-        leadfile::read_csv(&file)?
-    };
-    Ok(upload)
-}
-
-fn read_json(body: serde_json::Map<String, Value>) -> ApiResult<Upload> {
-    let fields = Fields(body);
-    if fields.has("leads") {
-        fields.only(&["leads", "default_country", "skip_invalid"])?;
-        let Some(Value::Array(items)) = fields.get("leads") else {
-            return Err(ApiError::validation("leads must be an array"));
-        };
-        if items.is_empty() || items.len() > MAX_BATCH {
-            return Err(ApiError::validation(format!("leads must hold 1 to {MAX_BATCH} leads")));
-        }
-        let rows = items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| leadfile::from_json(i + 1, v))
-            .collect::<Result<_, _>>()?;
-        return Ok(Upload {
-            rows,
-            default_country: fields.string("default_country")?,
-            skip_invalid: fields.boolean("skip_invalid")?.unwrap_or(false),
-            single: false,
-        });
-    }
-    let lead = leadfile::from_json(1, &Value::Object(fields.0))?;
-    Ok(Upload {
-        rows: vec![lead],
-        default_country: None,
-        skip_invalid: false,
-        single: true,
+    Ok(LeadUpload {
+        file,
+        default_country,
+        skip_invalid,
     })
 }
 
+fn read_json(body: Map<String, Value>) -> ApiResult<Upload> {
+    // Dispatch on `leads` rather than trying both shapes, so errors name the failing field.
+    let request = if body.contains_key("leads") {
+        EnrolJson::Batch(parse_as(body)?)
+    } else {
+        EnrolJson::Single(parse_as(body)?)
+    };
+    match request {
+        EnrolJson::Batch(batch) => {
+            if batch.leads.is_empty() || batch.leads.len() > MAX_BATCH {
+                return Err(ApiError::validation(format!("leads must hold 1 to {MAX_BATCH} leads")));
+            }
+            let rows = batch
+                .leads
+                .into_iter()
+                .enumerate()
+                .map(|(i, lead)| raw_lead(i + 1, lead))
+                .collect::<ApiResult<_>>()?;
+            Ok(Upload {
+                rows,
+                default_country: batch.default_country,
+                skip_invalid: batch.skip_invalid.unwrap_or(false),
+                single: false,
+            })
+        }
+        EnrolJson::Single(lead) => Ok(Upload {
+            rows: vec![raw_lead(1, lead)?],
+            default_country: None,
+            skip_invalid: false,
+            single: true,
+        }),
+    }
+}
+
+/// Enrol leads: a file (multipart `file` part, CSV or XLSX), one lead, or a batch (JSON).
+#[utoipa::path(post, path = "/workflows/{id}/leads", tag = "leads",
+    params(("id" = String, Path), ("skip_invalid" = Option<bool>, Query, description = "enrol the valid rows, report the others")),
+    request_body(content((LeadUpload = "multipart/form-data"), (EnrolJson = "application/json"))),
+    responses((status = 201, description = "a batch or file: the counts; a single lead: the lead", body = Enrolled),
+              (status = "4XX", body = ErrorBody)))]
 pub(super) async fn enrol(
     State(state): State<AppState>,
     auth: Auth,
@@ -143,7 +237,18 @@ pub(super) async fn enrol(
         .unwrap_or("")
         .to_ascii_lowercase();
     let mut upload = if content_type.starts_with("multipart/form-data") {
-        read_multipart(req, &state).await?
+        let form = read_multipart(req, &state).await?;
+        let rows = if is_xlsx(&form.file) {
+            leadfile::read_xlsx(&form.file)?
+        } else {
+            leadfile::read_csv(&form.file)?
+        };
+        Upload {
+            rows,
+            default_country: form.default_country,
+            skip_invalid: form.skip_invalid.unwrap_or(false),
+            single: false,
+        }
     } else if content_type.starts_with("application/json") {
         read_json(parse_object(&read_body(req, UPLOAD_LIMIT).await?)?)?
     } else {
@@ -180,37 +285,41 @@ pub(super) async fn enrol(
             "invalid_rows",
             format!("{count} rows are invalid; nothing was enrolled"),
         )
-        .with_details(json!({"groups": groups})));
+        .with_details(serde_json::json!({"groups": groups})));
     }
     let outcome = state.store.enrol_leads(&auth.org, &id, candidates).await?;
     state.waker.wake();
     if upload.single {
         return match outcome.single {
-            Some(lead) => Ok((StatusCode::CREATED, Json(lead)).into_response()),
+            Some(lead) => Ok((StatusCode::CREATED, Json(Enrolled::Single(Box::new(lead)))).into_response()),
             None => Err(ApiError::conflict(
                 "duplicate_lead",
                 "this phone number is already enrolled in the workflow",
             )),
         };
     }
-    let mut body = json!({
-        "workflow_id": id,
-        "leads_enrolled": outcome.enrolled_count,
-        "duplicates_skipped": outcome.duplicates_skipped,
-        "message": format!("{} leads enrolled in the workflow.", outcome.enrolled_count),
-    });
-    if upload.skip_invalid {
-        body["rejected"] = json!(rejections.into_groups());
-    }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let result = EnrolResult {
+        workflow_id: id,
+        leads_enrolled: outcome.enrolled_count,
+        duplicates_skipped: outcome.duplicates_skipped,
+        message: format!("{} leads enrolled in the workflow.", outcome.enrolled_count),
+        rejected: upload.skip_invalid.then(|| rejections.into_groups()),
+    };
+    Ok((StatusCode::CREATED, Json(Enrolled::Batch(result))).into_response())
 }
 
+/// List a workflow's leads, newest first.
+#[utoipa::path(get, path = "/workflows/{id}/leads", tag = "leads",
+    params(("id" = String, Path), ("page" = Option<u64>, Query), ("limit" = Option<u64>, Query),
+           ("status" = Option<String>, Query, description = "pending, in_progress (or active), completed, dropped, removed, failed"),
+           ("state" = Option<String>, Query), ("current_node_id" = Option<String>, Query), ("phone_number" = Option<String>, Query)),
+    responses((status = 200, body = Paged<Lead>), (status = "4XX", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     query: QueryMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<Lead>>> {
     query.only(&[
         PAGE_PARAMS[0],
         PAGE_PARAMS[1],
@@ -245,6 +354,10 @@ pub(super) async fn list(
     ))
 }
 
+/// Get a lead.
+#[utoipa::path(get, path = "/workflows/{id}/leads/{lead_id}", tag = "leads",
+    params(("id" = String, Path), ("lead_id" = String, Path)),
+    responses((status = 200, body = Lead), (status = "4XX", body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<AppState>,
     auth: Auth,
@@ -253,31 +366,47 @@ pub(super) async fn get(
     Ok(Json(state.store.get_lead(&auth.org, &id, &lead_id).await?))
 }
 
+/// Remove a lead: no further step; a running step finishes first.
+#[utoipa::path(delete, path = "/workflows/{id}/leads/{lead_id}", tag = "leads",
+    params(("id" = String, Path), ("lead_id" = String, Path)),
+    responses((status = 200, body = MessageBody), (status = "4XX", body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<AppState>,
     auth: Auth,
     Path((id, lead_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessageBody>> {
     state.store.remove_lead(&auth.org, &id, &lead_id).await?;
     state.waker.wake();
-    Ok(Json(json!({"message": "Lead removed from workflow."})))
+    Ok(MessageBody::json("Lead removed from workflow."))
 }
 
+/// The lead's path: one entry per node visit, in order.
+#[utoipa::path(get, path = "/workflows/{id}/leads/{lead_id}/history", tag = "leads",
+    params(("id" = String, Path), ("lead_id" = String, Path)),
+    responses((status = 200, body = LeadHistory), (status = "4XX", body = ErrorBody)))]
 pub(super) async fn history(
     State(state): State<AppState>,
     auth: Auth,
     Path((id, lead_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let (lead, entries) = state.store.lead_history(&auth.org, &id, &lead_id).await?;
-    Ok(Json(
-        json!({"id": lead.id, "workflow_id": lead.workflow_id, "lead": lead, "history": entries}),
-    ))
+) -> ApiResult<Json<LeadHistory>> {
+    let (lead, history) = state.store.lead_history(&auth.org, &id, &lead_id).await?;
+    Ok(Json(LeadHistory {
+        id: lead.id.clone(),
+        workflow_id: lead.workflow_id.clone(),
+        lead,
+        history,
+    }))
 }
 
+/// Every variable key enrolled so far, sorted.
+#[utoipa::path(get, path = "/workflows/{id}/leads/variable-keys", tag = "leads", params(("id" = String, Path)),
+    responses((status = 200, body = VariableKeys), (status = "4XX", body = ErrorBody)))]
 pub(super) async fn variable_keys(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"keys": state.store.variable_keys(&auth.org, &id).await?})))
+) -> ApiResult<Json<VariableKeys>> {
+    Ok(Json(VariableKeys {
+        keys: state.store.variable_keys(&auth.org, &id).await?,
+    }))
 }
