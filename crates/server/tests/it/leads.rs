@@ -222,7 +222,7 @@ async fn json_single_and_batch_enrolment() {
     assert_error(
         &app.post(&path, json!({"phone": "+12015550101"})).await,
         400,
-        "validation_failed",
+        "unknown_field",
     );
     let batch = app
         .post(&path, json!({"default_country": "IN", "leads": [{"phone_number": "98765 43210"}, {"phone_number": "+919876543210"}, {"phone_number": "+12015550101"}]}))
