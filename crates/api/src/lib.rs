@@ -5,6 +5,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 mod guard;
+mod metrics;
 mod routes;
 
 pub use guard::RateLimit;
@@ -34,6 +35,7 @@ pub struct AppState {
 
 /// The whole service: `/v1` API, health probes and the OpenAPI document built from the same routes.
 pub fn router(state: AppState) -> Router {
+    metrics::recorder();
     let guard = axum::middleware::from_fn_with_state(state.clone(), guard::v1_guard);
     let (router, openapi) = api_routes(|v1| v1.layer(guard)).split_for_parts();
     let document = openapi_json(openapi);
@@ -59,6 +61,7 @@ fn api_routes(wrap_v1: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<App
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(utoipa_axum::routes!(healthz))
         .routes(utoipa_axum::routes!(readyz))
+        .routes(utoipa_axum::routes!(metrics::metrics))
         .nest("/v1", wrap_v1(routes::v1()))
 }
 
@@ -112,8 +115,14 @@ async fn request_id(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| ids::new_id(ids::REQUEST));
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    tracing::debug!(request_id = %id, %method, %path, status = response.status().as_u16(), "request");
+    let status = response.status().as_u16();
+    ::metrics::histogram!("switchboard_http_request_duration_seconds", "method" => method.to_string())
+        .record(started.elapsed().as_secs_f64());
+    ::metrics::counter!("switchboard_http_requests_total", "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+    tracing::debug!(request_id = %id, %method, %path, status, "request");
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -62,6 +62,19 @@ pub struct Engine {
     snapshot_cache: std::sync::Mutex<HashMap<String, Arc<WorkflowSnapshot>>>,
 }
 
+/// The steps each change completes (history entries it closes), by node type.
+fn executed_steps(changes: &[LeadChange]) -> Vec<(String, switchboard_domain::model::NodeType)> {
+    changes
+        .iter()
+        .flat_map(|c| {
+            c.history
+                .iter()
+                .filter(|h| h.exited_at.is_some())
+                .map(|h| (c.lead.id.clone(), h.node_type))
+        })
+        .collect()
+}
+
 /// Installs the process-wide TLS crypto provider (ring) that outbound HTTPS uses; idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -179,6 +192,11 @@ impl Engine {
             .claim_due(&self.owner, now, now + self.config.lease_ms, self.config.batch_size)
             .await?;
         let full = claimed.len() as u32 >= self.config.batch_size;
+        for lead in &claimed {
+            if let Some(due) = lead.due_at {
+                metrics::histogram!("switchboard_timer_lateness_seconds").record((now - due).max(0) as f64 / 1000.0);
+            }
+        }
         inputs.extend(claimed.into_iter().map(|lead| (lead, Input::Due)));
         if inputs.is_empty() {
             return Ok(false);
@@ -206,14 +224,25 @@ impl Engine {
             }
             changes.push(decision.change);
         }
+        let executed = executed_steps(&changes);
         let outcome = self.store.commit_changes(&self.owner, now, changes).await?;
+        metrics::histogram!("switchboard_step_batch_seconds").record((now_ms() - now) as f64 / 1000.0);
+        metrics::counter!("switchboard_transitions_total", "result" => "applied")
+            .increment(outcome.applied.len() as u64);
+        metrics::counter!("switchboard_transitions_total", "result" => "rejected")
+            .increment(outcome.rejected.len() as u64);
+        let applied: std::collections::HashSet<&String> = outcome.applied.iter().collect();
+        for (lead_id, node_type) in executed {
+            if applied.contains(&lead_id) {
+                metrics::counter!("switchboard_steps_total", "node_type" => node_type.as_str()).increment(1);
+            }
+        }
         // A refused result is retried on the next tick against the lead's fresh row.
         for id in &outcome.rejected {
             if let Some(result) = pending_results.remove(id) {
                 results.push(result);
             }
         }
-        let applied: std::collections::HashSet<&String> = outcome.applied.iter().collect();
         for (lead_id, request) in actions.into_iter().filter(|(id, _)| applied.contains(id)) {
             let http = self.http.clone();
             let tx = results_tx.clone();

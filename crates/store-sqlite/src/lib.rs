@@ -141,6 +141,7 @@ fn not_found(what: &'static str) -> StoreError {
 
 use std::collections::HashMap;
 use switchboard_domain::leadfile::LeadCandidate;
+use switchboard_domain::model::LeadStatus;
 use switchboard_store::engine::{CommitResult, LeadChange, LeadRow, WorkflowSnapshot};
 use switchboard_store::records::*;
 use switchboard_store::*;
@@ -149,6 +150,27 @@ use switchboard_store::*;
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.db().map(|_| ())
+    }
+
+    async fn operational_counts(&self) -> StoreResult<OperationalCounts> {
+        let mut conn = self.read().await?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM leads GROUP BY status ORDER BY status")
+                .fetch_all(&mut *conn)
+                .await
+                .db()?;
+        let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE state = 'calling'")
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        let leads_by_status = rows
+            .into_iter()
+            .map(|(status, n)| rows::parse_enum("lead status", &status, LeadStatus::parse).map(|s| (s, n as u64)))
+            .collect::<StoreResult<_>>()?;
+        Ok(OperationalCounts {
+            leads_by_status,
+            calls_in_flight: calls as u64,
+        })
     }
 
     async fn organization_count(&self) -> StoreResult<u64> {

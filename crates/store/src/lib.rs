@@ -198,6 +198,12 @@ pub struct NewPhoneNumber {
     pub allowed_destination_countries: Vec<String>,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct OperationalCounts {
+    pub leads_by_status: Vec<(LeadStatus, u64)>,
+    pub calls_in_flight: u64,
+}
+
 /// What a POST with an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyBegin {
@@ -223,6 +229,8 @@ pub const IDEMPOTENCY_STALE_MS: i64 = 120_000;
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
+    /// Leads by status and calls in flight, across all organizations (for `/metrics`).
+    async fn operational_counts(&self) -> StoreResult<OperationalCounts>;
 
     // Organizations and API keys.
     async fn organization_count(&self) -> StoreResult<u64>;

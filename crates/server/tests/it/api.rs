@@ -840,16 +840,33 @@ async fn idempotency_keys_replay_the_first_response() {
 #[tokio::test]
 async fn the_served_openapi_document_is_the_committed_one() {
     let app = TestApp::spawn().await;
-    let served = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().text().await.unwrap();
+    let served = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
     if std::env::var("UPDATE_OPENAPI").is_ok() {
         std::fs::write(path, &served).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(served == committed, "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test it openapi`");
+    assert!(
+        served == committed,
+        "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test it openapi`"
+    );
     let document: serde_json::Value = serde_json::from_str(&served).unwrap();
     assert_eq!(document["openapi"], "3.1.0");
-    for path in ["/v1/workflows", "/v1/workflows/{id}/leads", "/v1/calls/{id}", "/v1/call-logs", "/healthz"] {
+    for path in [
+        "/v1/workflows",
+        "/v1/workflows/{id}/leads",
+        "/v1/calls/{id}",
+        "/v1/call-logs",
+        "/healthz",
+    ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
 }

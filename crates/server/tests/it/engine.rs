@@ -70,6 +70,28 @@ async fn quickstart_leads_reach_the_outcome_their_simulator_columns_dictate() {
     assert_eq!(call["duration_seconds"], 30);
     assert_eq!(call["attempt"], 1);
     assert!(call["answered_at"].is_string() && call["ended_at"].is_string());
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_leads{status=\"completed\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchboard_leads{status=\"dropped\"} 7"), "{metrics}");
+    assert!(metrics.contains("switchboard_calls_in_flight 0"), "{metrics}");
+    for family in [
+        "switchboard_steps_total",
+        "switchboard_timer_lateness_seconds",
+        "switchboard_http_request_duration_seconds",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
     let by_workflow = app.get(&format!("/v1/calls?workflow_id={}&limit=100", flow.id)).await;
     assert_eq!(by_workflow.body["meta"]["total"], 18);
 }
