@@ -104,8 +104,18 @@ fn invalid_header(message: impl Into<String>) -> Invalid {
     Invalid::new("invalid_header", message)
 }
 
-/// Reads a CSV file (UTF-8, optional BOM, `,` `;` or tab detected from the header line).
-pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
+/// Rows of a CSV file (UTF-8, optional BOM, `,` `;` or tab detected from the header line), read one at a
+/// time so an upload never holds more than the file itself.
+pub struct CsvRows<'a> {
+    reader: csv::Reader<&'a [u8]>,
+    text: &'a str,
+    columns: Columns,
+    record: csv::StringRecord,
+    position: usize,
+    rows: usize,
+}
+
+pub fn csv_rows(bytes: &[u8]) -> Result<CsvRows<'_>, Invalid> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Invalid::new("invalid_file", "the file is not UTF-8 text (CSV) or XLSX"))?;
@@ -121,37 +131,58 @@ pub fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
         .iter()
         .map(String::from)
         .collect();
-    let mut records = Vec::new();
-    // The csv reader skips empty lines, but positions count them.
-    let mut position = 0usize;
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                return Err(Invalid::new("invalid_file", format!("the CSV could not be read: {e}")));
+    let columns = Columns::from_headers(&headers)?;
+    Ok(CsvRows {
+        reader,
+        text,
+        columns,
+        record: csv::StringRecord::new(),
+        position: 0,
+        rows: 0,
+    })
+}
+
+impl Iterator for CsvRows<'_> {
+    type Item = Result<RawLead, Invalid>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.reader.read_record(&mut self.record) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => {
+                    return Some(Err(Invalid::new(
+                        "invalid_file",
+                        format!("the CSV could not be read: {e}"),
+                    )));
+                }
+            }
+            // The csv reader skips empty lines, but positions count them.
+            let start = self.record.position().map(|p| p.byte() as usize).unwrap_or(0);
+            let end = (self.reader.position().byte() as usize).min(self.text.len());
+            let skipped_blank_lines = self
+                .text
+                .get(start..end)
+                .unwrap_or("")
+                .bytes()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .filter(|b| *b == b'\n')
+                .count();
+            self.position += 1 + skipped_blank_lines;
+            self.rows += 1;
+            if self.rows > MAX_ROWS {
+                return Some(Err(Invalid::new(
+                    "too_many_rows",
+                    format!("a file holds at most {MAX_ROWS} rows"),
+                )));
+            }
+            match self.columns.lead(self.position, self.record.iter()) {
+                Ok(None) => continue,
+                Ok(Some(lead)) => return Some(Ok(lead)),
+                Err(e) => return Some(Err(e)),
             }
         }
-        let start = record.position().map(|p| p.byte() as usize).unwrap_or(0);
-        let end = (reader.position().byte() as usize).min(text.len());
-        let skipped_blank_lines = text
-            .get(start..end)
-            .unwrap_or("")
-            .bytes()
-            .take_while(|b| matches!(b, b'\n' | b'\r'))
-            .filter(|b| *b == b'\n')
-            .count();
-        position += 1 + skipped_blank_lines;
-        if records.len() >= MAX_ROWS {
-            return Err(Invalid::new(
-                "too_many_rows",
-                format!("a file holds at most {MAX_ROWS} rows"),
-            ));
-        }
-        records.push((position, record.iter().map(String::from).collect::<Vec<_>>()));
     }
-    rows_from_table(&headers, records)
 }
 
 /// Milliseconds from the Unix epoch back to Excel's day zero (1899-12-30, the 1900 date system).
@@ -193,80 +224,89 @@ pub fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
         .next()
         .map(|r| r.iter().map(cell_text).collect())
         .unwrap_or_default();
-    let records: Vec<(usize, Vec<String>)> = rows
-        .enumerate()
-        .map(|(i, row)| (i + 1, row.iter().map(cell_text).collect()))
-        .collect();
-    if records.len() > MAX_ROWS {
+    let columns = Columns::from_headers(&headers)?;
+    if range.height().saturating_sub(1) > MAX_ROWS {
         return Err(Invalid::new(
             "too_many_rows",
             format!("a file holds at most {MAX_ROWS} rows"),
         ));
     }
-    rows_from_table(&headers, records)
+    let mut leads = Vec::new();
+    for (i, row) in rows.enumerate() {
+        if let Some(lead) = columns.lead(i + 1, row.iter().map(cell_text))? {
+            leads.push(lead);
+        }
+    }
+    Ok(leads)
 }
 
-/// Turns a header plus `(position, cells)` rows into leads, applying the column rules.
-pub fn rows_from_table(headers: &[String], records: Vec<(usize, Vec<String>)>) -> Result<Vec<RawLead>, Invalid> {
-    let mut columns = Vec::with_capacity(headers.len());
-    let mut seen = HashSet::new();
-    for (i, header) in headers.iter().enumerate() {
-        let key = header_key(header);
-        if key.is_empty() {
-            let has_values = records
-                .iter()
-                .any(|(_, cells)| cells.get(i).is_some_and(|c| !c.trim().is_empty()));
-            if has_values {
-                return Err(invalid_header(format!("column {} has values but no header", i + 1)));
+/// The columns of a lead file, read from its header row.
+pub struct Columns(Vec<Column>);
+
+impl Columns {
+    pub fn from_headers(headers: &[String]) -> Result<Self, Invalid> {
+        let mut columns = Vec::with_capacity(headers.len());
+        let mut seen = HashSet::new();
+        for header in headers {
+            let key = header_key(header);
+            let column = match key.as_str() {
+                "" => Column::Ignored,
+                "phone_number" | "phone" => Column::Phone,
+                "timezone" => Column::Timezone,
+                _ => Column::Variable(header.trim().to_string()),
+            };
+            let identity = match &column {
+                Column::Ignored => None,
+                Column::Phone => Some("phone_number".to_string()),
+                Column::Timezone => Some("timezone".to_string()),
+                Column::Variable(name) => Some(name.clone()),
+            };
+            if let Some(identity) = identity
+                && !seen.insert(identity.clone())
+            {
+                return Err(invalid_header(format!("the header {identity} is used twice")));
             }
-            columns.push(Column::Ignored);
-            continue;
+            columns.push(column);
         }
-        let column = match key.as_str() {
-            "phone_number" | "phone" => Column::Phone,
-            "timezone" => Column::Timezone,
-            _ => Column::Variable(header.trim().to_string()),
-        };
-        let identity = match &column {
-            Column::Phone => "phone_number".to_string(),
-            Column::Timezone => "timezone".to_string(),
-            _ => header.trim().to_string(),
-        };
-        if !seen.insert(identity.clone()) {
-            return Err(invalid_header(format!("the header {identity} is used twice")));
+        if !columns.iter().any(|c| matches!(c, Column::Phone)) {
+            return Err(invalid_header(
+                "the file has no phone_number column (accepted: phone_number, Phone Number, phone)",
+            ));
         }
-        columns.push(column);
+        Ok(Self(columns))
     }
-    if !columns.iter().any(|c| matches!(c, Column::Phone)) {
-        return Err(invalid_header(
-            "the file has no phone_number column (accepted: phone_number, Phone Number, phone)",
-        ));
-    }
-    let mut leads = Vec::with_capacity(records.len());
-    for (position, cells) in records {
-        if cells.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
+
+    /// One data row as a lead; `None` for a blank row. A value under an empty header (or past the last
+    /// header) is an error: the file's columns are not what its header says.
+    pub fn lead<S: AsRef<str>>(
+        &self,
+        position: usize,
+        cells: impl IntoIterator<Item = S>,
+    ) -> Result<Option<RawLead>, Invalid> {
         let mut lead = RawLead {
             position,
             phone_number: None,
             variables: Map::new(),
             timezone: None,
         };
-        for (column, cell) in columns.iter().zip(cells) {
-            let value = cell.trim();
-            match column {
-                Column::Phone if !value.is_empty() => lead.phone_number = Some(value.to_string()),
-                Column::Timezone if !value.is_empty() => lead.timezone = Some(value.to_string()),
-                Column::Variable(name) => {
+        let mut blank = true;
+        for (i, cell) in cells.into_iter().enumerate() {
+            let value = cell.as_ref().trim();
+            blank &= value.is_empty();
+            match self.0.get(i) {
+                Some(Column::Phone) if !value.is_empty() => lead.phone_number = Some(value.to_string()),
+                Some(Column::Timezone) if !value.is_empty() => lead.timezone = Some(value.to_string()),
+                Some(Column::Variable(name)) => {
                     lead.variables.insert(name.clone(), Value::String(value.to_string()));
+                }
+                Some(Column::Ignored) | None if !value.is_empty() => {
+                    return Err(invalid_header(format!("column {} has values but no header", i + 1)));
                 }
                 _ => {}
             }
         }
-        leads.push(lead);
+        Ok((!blank).then_some(lead))
     }
-    Ok(leads)
 }
 
 /// Variables sent as JSON: strings, numbers and booleans become text; a null is an empty value.
@@ -334,7 +374,7 @@ mod tests {
     #[test]
     fn reads_bom_semicolons_and_counts_blank_rows() {
         let file = "\u{feff}Phone;Name;Score\n'+1 (201) 555-0111;Noel;72\n+1 201.555.0112;Olive;55\n\n12015550113;Pat;91\n1.20156E+10;Rae;40\n";
-        let rows = read_csv(file.as_bytes()).unwrap();
+        let rows: Vec<RawLead> = csv_rows(file.as_bytes()).unwrap().collect::<Result<_, _>>().unwrap();
         let positions: Vec<usize> = rows.iter().map(|r| r.position).collect();
         assert_eq!(positions, [1, 2, 4, 5]);
         assert_eq!(rows[0].variables.get("Name").unwrap(), "Noel");
@@ -358,6 +398,10 @@ mod tests {
         assert_eq!(amounts, ["250000", "120000.5", "80000"]);
         assert_eq!(rows[0].variables["callback_after"], "2026-12-08T10:30:00Z");
         assert_eq!(rows[2].variables["callback_after"], "");
+    }
+
+    fn read_csv(bytes: &[u8]) -> Result<Vec<RawLead>, Invalid> {
+        csv_rows(bytes)?.collect()
     }
 
     #[test]

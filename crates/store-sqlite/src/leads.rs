@@ -16,13 +16,24 @@ use switchboard_store::*;
 const LEAD_SELECT: &str = "SELECT l.*, l.rowid AS enrol_order, w.status AS workflow_status
   FROM leads l JOIN workflows w ON w.id = l.workflow_id";
 
-pub(crate) async fn enrol_leads(
-    store: &SqliteStore,
-    org: &str,
-    workflow_id: &str,
-    leads: Vec<LeadCandidate>,
-) -> StoreResult<EnrolOutcome> {
-    let now = now_ms();
+/// Rows per multi-row statement (14 columns each stays far below SQLite's variable limit).
+const INSERT_CHUNK: usize = 400;
+
+pub(crate) struct SqliteEnrolment {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    org: String,
+    workflow_id: String,
+    /// Where leads start (an active workflow); `None` enrols them `pending`.
+    entry: Option<String>,
+    reenrollment: Reenrollment,
+    now: i64,
+    enrolled: u64,
+    duplicates: u64,
+    last_id: Option<String>,
+    keys: HashSet<String>,
+}
+
+pub(crate) async fn begin_enrolment(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<SqliteEnrolment> {
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, workflow_id).await?;
     if workflow.status.is_final() {
@@ -45,79 +56,121 @@ pub(crate) async fn enrol_leads(
     } else {
         None
     };
-    let mut seen = HashSet::new();
-    let mut duplicates = 0u64;
-    let mut ids_in_order = Vec::with_capacity(leads.len());
-    let mut keys = HashSet::new();
-    for lead in leads {
-        if !seen.insert(lead.phone.number.clone()) {
-            duplicates += 1;
-            continue;
-        }
-        let blocking = match workflow.settings.reenrollment {
-            Reenrollment::Never => "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ?",
-            Reenrollment::AfterExit => {
-                "SELECT count(*) FROM leads WHERE workflow_id = ? AND phone_number = ? AND status IN ('pending', 'in_progress')"
-            }
+    Ok(SqliteEnrolment {
+        tx,
+        org: org.to_string(),
+        workflow_id: workflow_id.to_string(),
+        entry,
+        reenrollment: workflow.settings.reenrollment,
+        now: now_ms(),
+        enrolled: 0,
+        duplicates: 0,
+        last_id: None,
+        keys: HashSet::new(),
+    })
+}
+
+fn placeholders(n: usize, per_row: usize) -> String {
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    vec![row; n].join(", ")
+}
+
+impl SqliteEnrolment {
+    /// Numbers of `chunk` that block enrolment: already enrolled (ever, or still open, by the rule).
+    async fn blocked(&mut self, chunk: &[&LeadCandidate]) -> StoreResult<HashSet<String>> {
+        let open_only = match self.reenrollment {
+            Reenrollment::Never => "",
+            Reenrollment::AfterExit => " AND status IN ('pending', 'in_progress')",
         };
-        let existing: i64 = sqlx::query_scalar(blocking)
-            .bind(workflow_id)
-            .bind(&lead.phone.number)
-            .fetch_one(&mut *tx)
-            .await
-            .db()?;
-        if existing > 0 {
-            duplicates += 1;
-            continue;
+        let sql = format!(
+            "SELECT phone_number FROM leads WHERE workflow_id = ? AND phone_number IN ({}){open_only}",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(&self.workflow_id);
+        for lead in chunk {
+            query = query.bind(&lead.phone.number);
         }
-        keys.extend(lead.variables.keys().cloned());
-        let id = ids::new_id(ids::LEAD);
-        let (status, state, due) = match &entry {
-            Some(_) => ("in_progress", Some(LeadState::Ready.as_str()), Some(now)),
+        Ok(query.fetch_all(&mut *self.tx).await.db()?.into_iter().collect())
+    }
+
+    async fn insert(&mut self, chunk: &[&LeadCandidate]) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO leads (id, organization_id, workflow_id, phone_number, phone_country, metadata, timezone, status,
+                 state, current_node_id, due_at, enrolled_at, created_at, updated_at) VALUES {}",
+            placeholders(chunk.len(), 14)
+        );
+        let (status, state, due) = match &self.entry {
+            Some(_) => ("in_progress", Some(LeadState::Ready.as_str()), Some(self.now)),
             None => ("pending", None, None),
         };
-        sqlx::query(
-            "INSERT INTO leads (id, organization_id, workflow_id, phone_number, phone_country, metadata, timezone, status, state,
-                 current_node_id, due_at, enrolled_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(org)
-        .bind(workflow_id)
-        .bind(&lead.phone.number)
-        .bind(&lead.phone.country)
-        .bind(json_text(&lead.variables))
-        .bind(&lead.timezone)
-        .bind(status)
-        .bind(state)
-        .bind(&entry)
-        .bind(due)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        ids_in_order.push(id);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for lead in chunk {
+            let id = ids::new_id(ids::LEAD);
+            query = query
+                .bind(id.clone())
+                .bind(self.org.clone())
+                .bind(self.workflow_id.clone())
+                .bind(lead.phone.number.clone())
+                .bind(lead.phone.country.clone())
+                .bind(json_text(&lead.variables))
+                .bind(lead.timezone.clone())
+                .bind(status)
+                .bind(state)
+                .bind(self.entry.clone())
+                .bind(due)
+                .bind(self.now)
+                .bind(self.now)
+                .bind(self.now);
+            self.last_id = Some(id);
+        }
+        query.execute(&mut *self.tx).await.db()?;
+        self.enrolled += chunk.len() as u64;
+        Ok(())
     }
-    for key in keys {
-        sqlx::query("INSERT INTO lead_variable_keys (workflow_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(workflow_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .db()?;
+}
+
+#[async_trait::async_trait]
+impl Enrolment for SqliteEnrolment {
+    async fn add(&mut self, leads: Vec<LeadCandidate>) -> StoreResult<()> {
+        for chunk in leads.chunks(INSERT_CHUNK) {
+            let mut seen = HashSet::new();
+            let unique: Vec<&LeadCandidate> = chunk.iter().filter(|l| seen.insert(l.phone.number.as_str())).collect();
+            let blocked = self.blocked(&unique).await?;
+            let fresh: Vec<&LeadCandidate> = unique
+                .into_iter()
+                .filter(|l| !blocked.contains(&l.phone.number))
+                .collect();
+            self.duplicates += (chunk.len() - fresh.len()) as u64;
+            for lead in &fresh {
+                self.keys.extend(lead.variables.keys().cloned());
+            }
+            if !fresh.is_empty() {
+                self.insert(&fresh).await?;
+            }
+        }
+        Ok(())
     }
-    let single = match ids_in_order.as_slice() {
-        [only] => Some(load_lead(&mut tx, org, workflow_id, only).await?),
-        _ => None,
-    };
-    tx.commit().await.db()?;
-    Ok(EnrolOutcome {
-        enrolled_count: ids_in_order.len() as u64,
-        single,
-        duplicates_skipped: duplicates,
-    })
+
+    async fn commit(mut self: Box<Self>) -> StoreResult<EnrolOutcome> {
+        for key in &self.keys {
+            sqlx::query("INSERT INTO lead_variable_keys (workflow_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(&self.workflow_id)
+                .bind(key)
+                .execute(&mut *self.tx)
+                .await
+                .db()?;
+        }
+        let single = match (&self.last_id, self.enrolled) {
+            (Some(id), 1) => Some(load_lead(&mut self.tx, &self.org, &self.workflow_id, id).await?),
+            _ => None,
+        };
+        self.tx.commit().await.db()?;
+        Ok(EnrolOutcome {
+            enrolled_count: self.enrolled,
+            single,
+            duplicates_skipped: self.duplicates,
+        })
+    }
 }
 
 async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {

@@ -140,7 +140,6 @@ fn not_found(what: &'static str) -> StoreError {
 }
 
 use std::collections::HashMap;
-use switchboard_domain::leadfile::LeadCandidate;
 use switchboard_domain::model::LeadStatus;
 use switchboard_store::engine::{CommitResult, LeadChange, LeadRow, WorkflowSnapshot};
 use switchboard_store::records::*;
@@ -362,8 +361,8 @@ impl Store for SqliteStore {
         workflows::delete_edge(self, org, workflow_id, edge_id).await
     }
 
-    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome> {
-        leads::enrol_leads(self, org, workflow_id, leads).await
+    async fn begin_enrolment(&self, org: &str, workflow_id: &str) -> StoreResult<Box<dyn Enrolment>> {
+        Ok(Box::new(leads::begin_enrolment(self, org, workflow_id).await?))
     }
 
     async fn list_leads(

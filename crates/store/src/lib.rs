@@ -226,6 +226,14 @@ pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// A first request still marked running after this long is taken to have died with its process.
 pub const IDEMPOTENCY_STALE_MS: i64 = 120_000;
 
+/// An enrolment in progress (see `Store::begin_enrolment`).
+#[async_trait]
+pub trait Enrolment: Send {
+    /// Inserts checked leads, skipping numbers already enrolled (by the reenrollment rule) or repeated.
+    async fn add(&mut self, leads: Vec<LeadCandidate>) -> StoreResult<()>;
+    async fn commit(self: Box<Self>) -> StoreResult<EnrolOutcome>;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
@@ -312,8 +320,9 @@ pub trait Store: Send + Sync {
     async fn delete_edge(&self, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()>;
 
     // Leads.
-    /// Enrols checked leads in one transaction: all or nothing.
-    async fn enrol_leads(&self, org: &str, workflow_id: &str, leads: Vec<LeadCandidate>) -> StoreResult<EnrolOutcome>;
+    /// Starts an enrolment: leads are added in batches inside one transaction, visible only at `commit`
+    /// (dropping it rolls everything back), so an upload is all or nothing however large it is.
+    async fn begin_enrolment(&self, org: &str, workflow_id: &str) -> StoreResult<Box<dyn Enrolment>>;
     async fn list_leads(
         &self,
         org: &str,

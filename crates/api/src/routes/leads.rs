@@ -8,7 +8,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -95,8 +94,11 @@ pub(crate) struct VariableKeys {
     keys: Vec<String>,
 }
 
-/// What an enrolment request carried, whatever its form.
-struct Upload {
+/// Rows checked and inserted per batch of an upload.
+const ENROL_BATCH: usize = 5_000;
+
+/// What a JSON enrolment carried.
+struct JsonLeads {
     rows: Vec<RawLead>,
     default_country: Option<String>,
     skip_invalid: bool,
@@ -175,7 +177,7 @@ async fn read_multipart(req: Request, state: &AppState) -> ApiResult<LeadUpload>
     })
 }
 
-fn read_json(body: Map<String, Value>) -> ApiResult<Upload> {
+fn read_json(body: Map<String, Value>) -> ApiResult<JsonLeads> {
     // Dispatch on `leads` rather than trying both shapes, so errors name the failing field.
     let request = if body.contains_key("leads") {
         EnrolJson::Batch(parse_as(body)?)
@@ -193,14 +195,14 @@ fn read_json(body: Map<String, Value>) -> ApiResult<Upload> {
                 .enumerate()
                 .map(|(i, lead)| raw_lead(i + 1, lead))
                 .collect::<ApiResult<_>>()?;
-            Ok(Upload {
+            Ok(JsonLeads {
                 rows,
                 default_country: batch.default_country,
                 skip_invalid: batch.skip_invalid.unwrap_or(false),
                 single: false,
             })
         }
-        EnrolJson::Single(lead) => Ok(Upload {
+        EnrolJson::Single(lead) => Ok(JsonLeads {
             rows: vec![raw_lead(1, lead)?],
             default_country: None,
             skip_invalid: false,
@@ -221,7 +223,7 @@ pub(super) async fn enrol(
     Path(id): Path<String>,
     query: QueryMap,
     req: Request,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<Enrolled>)> {
     query.only(&["skip_invalid"])?;
     let workflow = state.store.get_workflow(&auth.org, &id).await?;
     if workflow.status.is_final() {
@@ -236,21 +238,13 @@ pub(super) async fn enrol(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let mut upload = if content_type.starts_with("multipart/form-data") {
-        let form = read_multipart(req, &state).await?;
-        let rows = if is_xlsx(&form.file) {
-            leadfile::read_xlsx(&form.file)?
-        } else {
-            leadfile::read_csv(&form.file)?
-        };
-        Upload {
-            rows,
-            default_country: form.default_country,
-            skip_invalid: form.skip_invalid.unwrap_or(false),
-            single: false,
-        }
+    let (form, json) = if content_type.starts_with("multipart/form-data") {
+        (Some(read_multipart(req, &state).await?), None)
     } else if content_type.starts_with("application/json") {
-        read_json(parse_object(&read_body(req, UPLOAD_LIMIT).await?)?)?
+        (
+            None,
+            Some(read_json(parse_object(&read_body(req, UPLOAD_LIMIT).await?)?)?),
+        )
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -258,8 +252,33 @@ pub(super) async fn enrol(
             "send multipart/form-data with a file part, or application/json",
         ));
     };
-    upload.skip_invalid |= query.flag("skip_invalid")?;
-    let default_country = match upload.default_country.as_deref() {
+    type Rows<'a> = Box<dyn Iterator<Item = Result<RawLead, switchboard_domain::Invalid>> + Send + 'a>;
+    let (rows, default_country, skip_invalid, single): (Rows<'_>, _, _, _) = match (&form, json) {
+        (Some(form), _) if is_xlsx(&form.file) => {
+            let rows = leadfile::read_xlsx(&form.file)?;
+            (
+                Box::new(rows.into_iter().map(Ok)),
+                form.default_country.clone(),
+                form.skip_invalid,
+                false,
+            )
+        }
+        (Some(form), _) => (
+            Box::new(leadfile::csv_rows(&form.file)?),
+            form.default_country.clone(),
+            form.skip_invalid,
+            false,
+        ),
+        (None, Some(json)) => (
+            Box::new(json.rows.into_iter().map(Ok)),
+            json.default_country,
+            Some(json.skip_invalid),
+            json.single,
+        ),
+        (None, None) => unreachable!("one of the two forms was read"),
+    };
+    let skip_invalid = skip_invalid.unwrap_or(false) || query.flag("skip_invalid")?;
+    let default_country = match default_country.as_deref() {
         Some(code) => Some(parse_country(code).ok_or_else(|| {
             ApiError::validation(format!("default_country {code:?} is not an ISO 3166 alpha-2 code"))
         })?),
@@ -270,15 +289,26 @@ pub(super) async fn enrol(
         .allowed_destinations(&auth.org, &id)
         .await?
         .map(|v| v.into_iter().collect());
+    // Rows are checked and inserted batch by batch in one transaction; an error drops it, leaving nothing.
+    let mut enrolment = state.store.begin_enrolment(&auth.org, &id).await?;
     let mut rejections = Rejections::default();
-    let mut candidates = Vec::with_capacity(upload.rows.len());
-    for raw in upload.rows {
-        match leadfile::check_row(raw, default_country.as_deref(), allowed.as_ref()) {
-            Ok(candidate) => candidates.push(candidate),
+    let mut batch = Vec::with_capacity(ENROL_BATCH);
+    let mut rows = rows.peekable();
+    while let Some(row) = rows.next() {
+        match leadfile::check_row(row?, default_country.as_deref(), allowed.as_ref()) {
+            Ok(candidate) => batch.push(candidate),
             Err((reason, position, phone)) => rejections.add(reason, position, phone),
         }
+        if batch.len() == ENROL_BATCH || rows.peek().is_none() {
+            // Once a row failed without skip_invalid nothing will be kept: only the checks go on.
+            if rejections.is_empty() || skip_invalid {
+                enrolment.add(std::mem::take(&mut batch)).await?;
+            } else {
+                batch.clear();
+            }
+        }
     }
-    if !rejections.is_empty() && !upload.skip_invalid {
+    if !rejections.is_empty() && !skip_invalid {
         let groups = rejections.into_groups();
         let count: usize = groups.iter().map(|g| g.count).sum();
         return Err(ApiError::bad_request(
@@ -287,11 +317,11 @@ pub(super) async fn enrol(
         )
         .with_details(serde_json::json!({"groups": groups})));
     }
-    let outcome = state.store.enrol_leads(&auth.org, &id, candidates).await?;
+    let outcome = enrolment.commit().await?;
     state.waker.wake();
-    if upload.single {
+    if single {
         return match outcome.single {
-            Some(lead) => Ok((StatusCode::CREATED, Json(Enrolled::Single(Box::new(lead)))).into_response()),
+            Some(lead) => Ok((StatusCode::CREATED, Json(Enrolled::Single(Box::new(lead))))),
             None => Err(ApiError::conflict(
                 "duplicate_lead",
                 "this phone number is already enrolled in the workflow",
@@ -303,9 +333,9 @@ pub(super) async fn enrol(
         leads_enrolled: outcome.enrolled_count,
         duplicates_skipped: outcome.duplicates_skipped,
         message: format!("{} leads enrolled in the workflow.", outcome.enrolled_count),
-        rejected: upload.skip_invalid.then(|| rejections.into_groups()),
+        rejected: skip_invalid.then(|| rejections.into_groups()),
     };
-    Ok((StatusCode::CREATED, Json(Enrolled::Batch(result))).into_response())
+    Ok((StatusCode::CREATED, Json(Enrolled::Batch(result))))
 }
 
 /// List a workflow's leads, newest first.
