@@ -9,6 +9,8 @@ pub mod ids;
 pub mod leadfile;
 pub mod model;
 pub mod phone;
+#[cfg(test)]
+mod properties;
 pub mod settings;
 pub mod simulator;
 pub mod time;
