@@ -118,6 +118,17 @@ pub(crate) async fn v1_guard(State(state): State<AppState>, mut request: Request
     response
 }
 
+/// What makes two requests "the same" for an `Idempotency-Key`: method, path with query, and body.
+pub fn request_fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method);
+    hasher.update(b" ");
+    hasher.update(path_and_query);
+    hasher.update(b"\n");
+    hasher.update(body);
+    hex::encode(hasher.finalize())
+}
+
 async fn idempotent(state: &AppState, auth: &Auth, key: HeaderValue, request: Request, next: Next) -> Response {
     let key = match key.to_str().ok().filter(|k| (1..=255).contains(&k.len())) {
         Some(key) => key.to_string(),
@@ -137,13 +148,14 @@ async fn idempotent(state: &AppState, auth: &Auth, key: HeaderValue, request: Re
             .into_response();
         }
     };
-    let mut hasher = Sha256::new();
-    hasher.update(parts.method.as_str());
-    hasher.update(b" ");
-    hasher.update(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    hasher.update(b"\n");
-    hasher.update(&bytes);
-    let fingerprint = hex::encode(hasher.finalize());
+    // Inside the `/v1` nest the URI has lost its prefix; fingerprint the path the client sent.
+    let uri = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|o| &o.0)
+        .unwrap_or(&parts.uri);
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let fingerprint = request_fingerprint(parts.method.as_str(), path, &bytes);
     let now = switchboard_domain::time::now_ms();
     match state
         .store

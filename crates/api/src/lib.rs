@@ -8,7 +8,7 @@ mod guard;
 mod metrics;
 mod routes;
 
-pub use guard::RateLimit;
+pub use guard::{RateLimit, request_fingerprint};
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};

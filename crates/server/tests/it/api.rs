@@ -870,3 +870,49 @@ async fn the_served_openapi_document_is_the_committed_one() {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
 }
+
+#[tokio::test]
+async fn graph_limits_and_idempotency_in_flight() {
+    let app = TestApp::spawn().await;
+    let id = app.workflow("Huge").await;
+    for i in 0..500 {
+        app.create(
+            &format!("/v1/workflows/{id}/nodes"),
+            json!({"node_type": "DROPPED", "label": format!("n{i}")}),
+        )
+        .await;
+    }
+    let reply = app
+        .post(&format!("/v1/workflows/{id}/nodes"), json!({"node_type": "DROPPED"}))
+        .await;
+    assert!(
+        assert_error(&reply, 400, "limit_exceeded")["message"]
+            .as_str()
+            .unwrap()
+            .contains("500")
+    );
+    // A second request with a key whose first request is still running is refused.
+    let (key_id, _) = switchboard_api::extract::parse_api_key(&app.key).unwrap();
+    let now = switchboard_domain::time::now_ms();
+    let first = app
+        .store
+        .idempotency_begin(
+            key_id,
+            "slow-1",
+            &switchboard_api::request_fingerprint("POST", "/v1/workflows", br#"{"title":"x"}"#),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, switchboard_store::IdempotencyBegin::Started);
+    let reply = app
+        .client
+        .post(format!("{}/v1/workflows", app.base))
+        .bearer_auth(&app.key)
+        .header("idempotency-key", "slow-1")
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&TestApp::reply(reply).await, 409, "idempotency_key_in_use");
+}

@@ -318,3 +318,82 @@ async fn reenrollment_after_exit_allows_a_finished_number_back() {
         .await;
     assert_eq!(skipped.body["duplicates_skipped"], 1);
 }
+
+#[tokio::test]
+async fn unreadable_files_and_oversized_rows_are_refused() {
+    let app = TestApp::spawn().await;
+    let id = app.workflow("Files").await;
+    let no_phone = app.upload(&id, "x.csv", b"name,city\nA,B\n".to_vec(), &[]).await;
+    assert_error(&no_phone, 400, "invalid_header");
+    let headless = app
+        .upload(&id, "x.csv", b"phone,,city\n+12015550101,stray,B\n".to_vec(), &[])
+        .await;
+    assert!(
+        assert_error(&headless, 400, "invalid_header")["message"]
+            .as_str()
+            .unwrap()
+            .contains("column 2")
+    );
+    let binary = app.upload(&id, "x.csv", vec![0xff, 0xfe, 0x00, 0x41, 0x0a], &[]).await;
+    assert_error(&binary, 400, "invalid_file");
+    let broken_xlsx = app
+        .upload(&id, "x.xlsx", b"PK\x03\x04 not really a workbook".to_vec(), &[])
+        .await;
+    assert_error(&broken_xlsx, 400, "invalid_file");
+    let no_file = app
+        .client
+        .post(format!("{}/v1/workflows/{id}/leads", app.base))
+        .bearer_auth(&app.key)
+        .multipart(reqwest::multipart::Form::new().text("default_country", "US"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&TestApp::reply(no_file).await, 400, "validation_failed");
+    // 51 variables, and a 4,097-character cell.
+    let wide_header: Vec<String> = (0..51).map(|i| format!("v{i}")).collect();
+    let wide = format!(
+        "phone,{}\n+12015550101,{}\n+12015550102,{}\n",
+        wide_header.join(","),
+        vec!["x"; 51].join(","),
+        vec!["y"; 51].join(",")
+    );
+    let reply = app.upload(&id, "wide.csv", wide.into_bytes(), &[]).await;
+    let body = assert_error(&reply, 400, "invalid_rows");
+    assert_eq!(body["details"]["groups"][0]["reason"], "too_many_columns");
+    assert_eq!(body["details"]["groups"][0]["count"], 2);
+    let long = format!("phone,note\n+12015550101,{}\n+12015550102,fine\n", "z".repeat(4097));
+    let reply = app.upload(&id, "long.csv", long.clone().into_bytes(), &[]).await;
+    let body = assert_error(&reply, 400, "invalid_rows");
+    assert_eq!(body["details"]["groups"][0]["reason"], "value_too_long");
+    assert_eq!(body["details"]["groups"][0]["rows"][0]["position"], 1);
+    assert!(app.leads(&id).await.is_empty(), "a refused upload leaves nothing");
+    let kept = app
+        .upload(&id, "long.csv", long.into_bytes(), &[("skip_invalid", "true")])
+        .await;
+    assert_eq!(kept.body["leads_enrolled"], 1);
+}
+
+#[tokio::test]
+async fn a_failed_upload_of_many_batches_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let id = app.workflow("Big").await;
+    // 12,000 valid rows (more than two insert batches), then one bad row at the end.
+    let mut file = String::from("phone_number,name\n");
+    for i in 0..12_000 {
+        file.push_str(&format!("+1201{:07},n{i}\n", 2_000_000 + i));
+    }
+    file.push_str("12345,bad\n");
+    let reply = app.upload(&id, "big.csv", file.clone().into_bytes(), &[]).await;
+    let body = assert_error(&reply, 400, "invalid_rows");
+    assert_eq!(body["details"]["groups"][0]["rows"][0]["position"], 12_001);
+    let workflow = app.get(&format!("/v1/workflows/{id}")).await.body;
+    assert_eq!(workflow["enrolled_leads"], 0);
+    assert_eq!(
+        app.get(&format!("/v1/workflows/{id}/leads/variable-keys")).await.body["keys"],
+        serde_json::json!([])
+    );
+    let reply = app
+        .upload(&id, "big.csv", file.into_bytes(), &[("skip_invalid", "true")])
+        .await;
+    assert_eq!(reply.body["leads_enrolled"], 12_000);
+}
