@@ -9,22 +9,17 @@ pub use switchboard_engine::install_crypto_provider;
 use switchboard_engine::{Engine, EngineConfig, Waker};
 use switchboard_store::Store;
 use switchboard_store::records::ApiKeyRecord;
-use switchboard_store_sqlite::SqliteStore;
+use switchboard_store_sql::SqlStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://switchboard.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// Opens the store named by `url` (its scheme picks the backend).
+/// Opens the store named by `url`: `sqlite://PATH` (created if missing) or `postgres://...`.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url)
-            .await
-            .with_context(|| format!("opening {url}"))?;
-        return Ok(Arc::new(store));
-    }
-    anyhow::bail!("unsupported database URL {url:?}: this version supports sqlite://PATH")
+    let store = SqlStore::connect(url).await.with_context(|| format!("opening {url}"))?;
+    Ok(Arc::new(store))
 }
 
 /// A newly made API key: the full key is shown once and never stored.

@@ -2,7 +2,7 @@
 
 use crate::rows::{self, Db, json_text};
 use crate::workflows::{active_numbers, graph_of, load_edges, load_nodes, wake_throttled};
-use crate::{SqliteStore, maybe_complete};
+use crate::{SqlStore, maybe_complete};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use switchboard_domain::model::{LeadStatus, WorkflowStatus};
@@ -10,19 +10,19 @@ use switchboard_store::StoreResult;
 use switchboard_store::engine::*;
 
 pub(crate) async fn claim_due(
-    store: &SqliteStore,
+    store: &SqlStore,
     owner: &str,
     now: i64,
     lease_until: i64,
     limit: u32,
 ) -> StoreResult<Vec<LeadRow>> {
     let rows = sqlx::query(
-        "UPDATE leads SET lease_owner = ?1, lease_until = ?2
+        "UPDATE leads SET lease_owner = $1, lease_until = $2
          WHERE id IN (
              SELECT l.id FROM leads l JOIN workflows w ON w.id = l.workflow_id
-             WHERE l.due_at <= ?3 AND l.status = 'in_progress' AND (l.lease_until IS NULL OR l.lease_until < ?3)
+             WHERE l.due_at <= $3 AND l.status = 'in_progress' AND (l.lease_until IS NULL OR l.lease_until < $3)
                AND (w.status = 'active' OR l.state IN ('calling', 'running'))
-             ORDER BY l.due_at, l.rowid LIMIT ?4)
+             ORDER BY l.due_at, l.rowid LIMIT $4)
          RETURNING *, rowid AS enrol_order",
     )
     .bind(owner)
@@ -37,8 +37,8 @@ pub(crate) async fn claim_due(
     Ok(leads)
 }
 
-pub(crate) async fn load_lead_row(store: &SqliteStore, lead_id: &str) -> StoreResult<Option<LeadRow>> {
-    let row = sqlx::query("SELECT *, rowid AS enrol_order FROM leads WHERE id = ?")
+pub(crate) async fn load_lead_row(store: &SqlStore, lead_id: &str) -> StoreResult<Option<LeadRow>> {
+    let row = sqlx::query("SELECT *, rowid AS enrol_order FROM leads WHERE id = $1")
         .bind(lead_id)
         .fetch_optional(&store.writer)
         .await
@@ -47,9 +47,9 @@ pub(crate) async fn load_lead_row(store: &SqliteStore, lead_id: &str) -> StoreRe
 }
 
 /// The workflow as the engine runs it; unlike the API's view it skips the lead counts.
-pub(crate) async fn engine_snapshot(store: &SqliteStore, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {
+pub(crate) async fn engine_snapshot(store: &SqlStore, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {
     let mut conn = store.read().await?;
-    let Some(row) = sqlx::query("SELECT * FROM workflows WHERE id = ?")
+    let Some(row) = sqlx::query("SELECT * FROM workflows WHERE id = $1")
         .bind(workflow_id)
         .fetch_optional(&mut *conn)
         .await
@@ -73,13 +73,13 @@ pub(crate) async fn engine_snapshot(store: &SqliteStore, workflow_id: &str) -> S
 }
 
 pub(crate) async fn workflow_revisions(
-    store: &SqliteStore,
+    store: &SqlStore,
     workflow_ids: &[String],
 ) -> StoreResult<HashMap<String, i64>> {
     let mut conn = store.read().await?;
     let mut out = HashMap::with_capacity(workflow_ids.len());
     for id in workflow_ids {
-        let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+        let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await
@@ -91,12 +91,12 @@ pub(crate) async fn workflow_revisions(
     Ok(out)
 }
 
-pub(crate) async fn calls_in_flight(store: &SqliteStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
+pub(crate) async fn calls_in_flight(store: &SqlStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
     let mut out = HashMap::new();
     let mut conn = store.writer.acquire().await.db()?;
     for id in workflow_ids {
         // Served by the partial index `leads_calling`.
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE workflow_id = ? AND state = 'calling'")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE workflow_id = $1 AND state = 'calling'")
             .bind(id)
             .fetch_one(&mut *conn)
             .await
@@ -107,7 +107,7 @@ pub(crate) async fn calls_in_flight(store: &SqliteStore, workflow_ids: &[String]
 }
 
 pub(crate) async fn commit_changes(
-    store: &SqliteStore,
+    store: &SqlStore,
     owner: &str,
     now: i64,
     changes: Vec<LeadChange>,
@@ -116,7 +116,7 @@ pub(crate) async fn commit_changes(
     let mut revisions = HashMap::new();
     for change in &changes {
         if !revisions.contains_key(&change.lead.workflow_id) {
-            let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = ?")
+            let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = $1")
                 .bind(&change.lead.workflow_id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -135,11 +135,11 @@ pub(crate) async fn commit_changes(
             continue;
         }
         let updated = sqlx::query(
-            "UPDATE leads SET status = ?, state = ?, current_node_id = ?, due_at = ?, queued_at = ?, exit_reason = ?,
-                 seq = seq + 1, step_seq = ?, attempt = ?, call_count = ?, instant_steps = ?, visit = ?, facts = ?,
-                 pending_outcome = ?, current_call_id = ?, removal = ?, lease_owner = ?, lease_until = ?,
-                 updated_at = ?, finished_at = ?
-             WHERE id = ? AND seq = ?",
+            "UPDATE leads SET status = $1, state = $2, current_node_id = $3, due_at = $4, queued_at = $5, exit_reason = $6,
+                 seq = seq + 1, step_seq = $7, attempt = $8, call_count = $9, instant_steps = $10, visit = $11, facts = $12,
+                 pending_outcome = $13, current_call_id = $14, removal = $15, lease_owner = $16, lease_until = $17,
+                 updated_at = $18, finished_at = $19
+             WHERE id = $20 AND seq = $21",
         )
         .bind(lead.status.as_str())
         .bind(lead.state.map(|s| s.as_str()))
@@ -173,7 +173,7 @@ pub(crate) async fn commit_changes(
             sqlx::query(
                 "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
                      call_id, attempts, detail, entered_at, exited_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
                      outcome = COALESCE(excluded.outcome, outcome), edge_id = COALESCE(excluded.edge_id, edge_id),
                      next_node_id = COALESCE(excluded.next_node_id, next_node_id), call_id = COALESCE(excluded.call_id, call_id),
@@ -211,7 +211,7 @@ pub(crate) async fn commit_changes(
         result.applied.push(lead.id.clone());
     }
     for id in &result.rejected {
-        sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+        sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
             .bind(id)
             .bind(owner)
             .execute(&mut *tx)
@@ -222,7 +222,7 @@ pub(crate) async fn commit_changes(
         wake_throttled(&mut tx, workflow_id).await?;
     }
     for workflow_id in &touched {
-        sqlx::query("UPDATE workflows SET last_triggered_at = ? WHERE id = ?")
+        sqlx::query("UPDATE workflows SET last_triggered_at = $1 WHERE id = $2")
             .bind(now)
             .bind(workflow_id)
             .execute(&mut *tx)
@@ -236,14 +236,14 @@ pub(crate) async fn commit_changes(
     Ok(result)
 }
 
-async fn write_call(conn: &mut sqlx::SqliteConnection, call: &CallWrite) -> StoreResult<()> {
+async fn write_call(conn: &mut sqlx::AnyConnection, call: &CallWrite) -> StoreResult<()> {
     match call {
         CallWrite::Insert(c) => {
             sqlx::query(
                 "INSERT INTO calls (id, organization_id, workflow_id, workflow_lead_id, node_id, agent_id, from_phone_number,
                      to_phone_number, attempt, status, outcome, end_reason, duration_seconds, transcript, summary, analysis,
                      recording_url, provider, provider_call_id, idempotency_key, created_at, answered_at, ended_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
             )
             .bind(&c.id)
             .bind(&c.organization_id)
@@ -274,9 +274,9 @@ async fn write_call(conn: &mut sqlx::SqliteConnection, call: &CallWrite) -> Stor
         }
         CallWrite::Finish(f) => {
             sqlx::query(
-                "UPDATE calls SET status = ?, outcome = ?, end_reason = ?, duration_seconds = ?, transcript = ?, summary = ?,
-                     analysis = ?, answered_at = COALESCE(answered_at, ?), ended_at = ?
-                 WHERE id = ? AND ended_at IS NULL",
+                "UPDATE calls SET status = $1, outcome = $2, end_reason = $3, duration_seconds = $4, transcript = $5, summary = $6,
+                     analysis = $7, answered_at = COALESCE(answered_at, $8), ended_at = $9
+                 WHERE id = $10 AND ended_at IS NULL",
             )
             .bind(f.status.as_str())
             .bind(f.outcome.as_str())
@@ -296,7 +296,7 @@ async fn write_call(conn: &mut sqlx::SqliteConnection, call: &CallWrite) -> Stor
     Ok(())
 }
 
-pub(crate) async fn next_due_at(store: &SqliteStore) -> StoreResult<Option<i64>> {
+pub(crate) async fn next_due_at(store: &SqlStore) -> StoreResult<Option<i64>> {
     let row = sqlx::query(
         "SELECT l.due_at, l.lease_until FROM leads l JOIN workflows w ON w.id = l.workflow_id
          WHERE l.due_at IS NOT NULL AND l.status = 'in_progress' AND (w.status = 'active' OR l.state IN ('calling', 'running'))
@@ -312,10 +312,10 @@ pub(crate) async fn next_due_at(store: &SqliteStore) -> StoreResult<Option<i64>>
     }))
 }
 
-pub(crate) async fn release_all_leases(store: &SqliteStore, now: i64) -> StoreResult<()> {
+pub(crate) async fn release_all_leases(store: &SqlStore, now: i64) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
     // Steps in flight in a process that is gone are re-driven at once, with their original idempotency key.
-    sqlx::query("UPDATE leads SET due_at = ? WHERE state = 'running' AND status = 'in_progress' AND due_at > ?")
+    sqlx::query("UPDATE leads SET due_at = $1 WHERE state = 'running' AND status = 'in_progress' AND due_at > $2")
         .bind(now)
         .bind(now)
         .execute(&mut *tx)

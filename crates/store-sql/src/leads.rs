@@ -2,8 +2,8 @@
 
 use crate::rows::{self, Db, json_text};
 use crate::workflows::{graph_of, load_edges, load_nodes, load_workflow};
-use crate::{SqliteStore, maybe_complete, not_found, remove_leads_where};
-use sqlx::{Row, SqliteConnection};
+use crate::{SqlStore, maybe_complete, not_found, remove_leads_where};
+use sqlx::{Row, AnyConnection};
 use std::collections::HashSet;
 use switchboard_domain::config::NodeConfig;
 use switchboard_domain::ids;
@@ -19,8 +19,8 @@ const LEAD_SELECT: &str = "SELECT l.*, l.rowid AS enrol_order, w.status AS workf
 /// Rows per multi-row statement (14 columns each stays far below SQLite's variable limit).
 const INSERT_CHUNK: usize = 400;
 
-pub(crate) struct SqliteEnrolment {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+pub(crate) struct SqlEnrolment {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
     org: String,
     workflow_id: String,
     /// Where leads start (an active workflow); `None` enrols them `pending`.
@@ -33,7 +33,7 @@ pub(crate) struct SqliteEnrolment {
     keys: HashSet<String>,
 }
 
-pub(crate) async fn begin_enrolment(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<SqliteEnrolment> {
+pub(crate) async fn begin_enrolment(store: &SqlStore, org: &str, workflow_id: &str) -> StoreResult<SqlEnrolment> {
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, workflow_id).await?;
     if workflow.status.is_final() {
@@ -56,7 +56,7 @@ pub(crate) async fn begin_enrolment(store: &SqliteStore, org: &str, workflow_id:
     } else {
         None
     };
-    Ok(SqliteEnrolment {
+    Ok(SqlEnrolment {
         tx,
         org: org.to_string(),
         workflow_id: workflow_id.to_string(),
@@ -70,12 +70,16 @@ pub(crate) async fn begin_enrolment(store: &SqliteStore, org: &str, workflow_id:
     })
 }
 
-fn placeholders(n: usize, per_row: usize) -> String {
-    let row = format!("({})", vec!["?"; per_row].join(", "));
-    vec![row; n].join(", ")
+/// `($1, $2, ...), ($k, ...)`: `rows` groups of `per_row` numbered parameters, starting after `first - 1`.
+fn placeholders(rows: usize, per_row: usize, first: usize) -> String {
+    let group = |r: usize| {
+        let params: Vec<String> = (0..per_row).map(|c| format!("${}", first + r * per_row + c)).collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(group).collect::<Vec<_>>().join(", ")
 }
 
-impl SqliteEnrolment {
+impl SqlEnrolment {
     /// Numbers of `chunk` that block enrolment: already enrolled (ever, or still open, by the rule).
     async fn blocked(&mut self, chunk: &[&LeadCandidate]) -> StoreResult<HashSet<String>> {
         let open_only = match self.reenrollment {
@@ -83,8 +87,8 @@ impl SqliteEnrolment {
             Reenrollment::AfterExit => " AND status IN ('pending', 'in_progress')",
         };
         let sql = format!(
-            "SELECT phone_number FROM leads WHERE workflow_id = ? AND phone_number IN ({}){open_only}",
-            vec!["?"; chunk.len()].join(", ")
+            "SELECT phone_number FROM leads WHERE workflow_id = $1 AND phone_number IN ({}){open_only}",
+            (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
         );
         let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(&self.workflow_id);
         for lead in chunk {
@@ -97,7 +101,7 @@ impl SqliteEnrolment {
         let sql = format!(
             "INSERT INTO leads (id, organization_id, workflow_id, phone_number, phone_country, metadata, timezone, status,
                  state, current_node_id, due_at, enrolled_at, created_at, updated_at) VALUES {}",
-            placeholders(chunk.len(), 14)
+            placeholders(chunk.len(), 14, 1)
         );
         let (status, state, due) = match &self.entry {
             Some(_) => ("in_progress", Some(LeadState::Ready.as_str()), Some(self.now)),
@@ -130,7 +134,7 @@ impl SqliteEnrolment {
 }
 
 #[async_trait::async_trait]
-impl Enrolment for SqliteEnrolment {
+impl Enrolment for SqlEnrolment {
     async fn add(&mut self, leads: Vec<LeadCandidate>) -> StoreResult<()> {
         for chunk in leads.chunks(INSERT_CHUNK) {
             let mut seen = HashSet::new();
@@ -153,7 +157,7 @@ impl Enrolment for SqliteEnrolment {
 
     async fn commit(mut self: Box<Self>) -> StoreResult<EnrolOutcome> {
         for key in &self.keys {
-            sqlx::query("INSERT INTO lead_variable_keys (workflow_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO lead_variable_keys (workflow_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(&self.workflow_id)
                 .bind(key)
                 .execute(&mut *self.tx)
@@ -173,9 +177,9 @@ impl Enrolment for SqliteEnrolment {
     }
 }
 
-async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+async fn load_lead(conn: &mut AnyConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{LEAD_SELECT} WHERE l.id = ? AND l.workflow_id = ? AND l.organization_id = ?"
+        "{LEAD_SELECT} WHERE l.id = $1 AND l.workflow_id = $2 AND l.organization_id = $3"
     )))
     .bind(lead_id)
     .bind(workflow_id)
@@ -188,7 +192,7 @@ async fn load_lead(conn: &mut SqliteConnection, org: &str, workflow_id: &str, le
 }
 
 pub(crate) async fn list_leads(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     workflow_id: &str,
     filter: &LeadFilter,
@@ -197,10 +201,10 @@ pub(crate) async fn list_leads(
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     // A paused workflow shows its waiting leads as `paused`; the state filter follows what is shown.
-    let condition = "l.workflow_id = ?1 AND (?2 IS NULL OR l.status = ?2)
-        AND (?3 IS NULL OR (l.status = 'in_progress' AND CASE WHEN w.status = 'paused'
-             AND l.state IN ('ready', 'waiting', 'outside_hours', 'throttled') THEN 'paused' ELSE l.state END = ?3))
-        AND (?4 IS NULL OR l.current_node_id = ?4) AND (?5 IS NULL OR l.phone_number = ?5)";
+    let condition = "l.workflow_id = $1 AND ($2 IS NULL OR l.status = $2)
+        AND ($3 IS NULL OR (l.status = 'in_progress' AND CASE WHEN w.status = 'paused'
+             AND l.state IN ('ready', 'waiting', 'outside_hours', 'throttled') THEN 'paused' ELSE l.state END = $3))
+        AND ($4 IS NULL OR l.current_node_id = $4) AND ($5 IS NULL OR l.phone_number = $5)";
     let status = filter.status.map(|s| s.as_str());
     let state = filter.state.map(|s| s.as_str());
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -215,7 +219,7 @@ pub(crate) async fn list_leads(
     .await
     .db()?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{LEAD_SELECT} WHERE {condition} ORDER BY l.enrolled_at DESC, l.rowid DESC LIMIT ?6 OFFSET ?7"
+        "{LEAD_SELECT} WHERE {condition} ORDER BY l.enrolled_at DESC, l.rowid DESC LIMIT $6 OFFSET $7"
     )))
     .bind(workflow_id)
     .bind(status)
@@ -233,13 +237,13 @@ pub(crate) async fn list_leads(
     })
 }
 
-pub(crate) async fn get_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
+pub(crate) async fn get_lead(store: &SqlStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_lead(&mut conn, org, workflow_id, lead_id).await
 }
 
-pub(crate) async fn remove_lead(store: &SqliteStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()> {
+pub(crate) async fn remove_lead(store: &SqlStore, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     load_workflow(&mut tx, org, workflow_id).await?;
@@ -250,14 +254,14 @@ pub(crate) async fn remove_lead(store: &SqliteStore, org: &str, workflow_id: &st
             format!("lead is already {}", lead.status),
         ));
     }
-    remove_leads_where(&mut tx, "id = ?3", lead_id, "removed_via_api", now).await?;
+    remove_leads_where(&mut tx, "id = $3", lead_id, "removed_via_api", now).await?;
     maybe_complete(&mut tx, workflow_id, now).await?;
     tx.commit().await.db()?;
     Ok(())
 }
 
 pub(crate) async fn lead_history(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     workflow_id: &str,
     lead_id: &str,
@@ -265,7 +269,7 @@ pub(crate) async fn lead_history(
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     let lead = load_lead(&mut conn, org, workflow_id, lead_id).await?;
-    let rows = sqlx::query("SELECT * FROM lead_history WHERE lead_id = ? ORDER BY idx")
+    let rows = sqlx::query("SELECT * FROM lead_history WHERE lead_id = $1 ORDER BY idx")
         .bind(lead_id)
         .fetch_all(&mut *conn)
         .await
@@ -274,10 +278,10 @@ pub(crate) async fn lead_history(
     Ok((lead, entries))
 }
 
-pub(crate) async fn variable_keys(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<String>> {
+pub(crate) async fn variable_keys(store: &SqlStore, org: &str, workflow_id: &str) -> StoreResult<Vec<String>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
-    sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
+    sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = $1 ORDER BY key")
         .bind(workflow_id)
         .fetch_all(&mut *conn)
         .await
@@ -285,7 +289,7 @@ pub(crate) async fn variable_keys(store: &SqliteStore, org: &str, workflow_id: &
 }
 
 pub(crate) async fn allowed_destinations(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     workflow_id: &str,
 ) -> StoreResult<Option<Vec<String>>> {
@@ -305,7 +309,7 @@ pub(crate) async fn allowed_destinations(
     let mut allowed = HashSet::new();
     for number in numbers {
         let row = sqlx::query(
-            "SELECT allowed_destination_countries FROM phone_numbers WHERE organization_id = ? AND phone_number = ?",
+            "SELECT allowed_destination_countries FROM phone_numbers WHERE organization_id = $1 AND phone_number = $2",
         )
         .bind(org)
         .bind(&number)
@@ -321,16 +325,16 @@ pub(crate) async fn allowed_destinations(
 }
 
 pub(crate) async fn list_calls(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     filter: &CallFilter,
     page: PageRequest,
 ) -> StoreResult<Page<Call>> {
     let mut conn = store.read().await?;
     let condition =
-        "organization_id = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR workflow_lead_id = ?3)
-        AND (?4 IS NULL OR agent_id = ?4) AND (?5 IS NULL OR status = ?5) AND (?6 IS NULL OR created_at >= ?6)
-        AND (?7 IS NULL OR created_at <= ?7)";
+        "organization_id = $1 AND ($2 IS NULL OR workflow_id = $2) AND ($3 IS NULL OR workflow_lead_id = $3)
+        AND ($4 IS NULL OR agent_id = $4) AND ($5 IS NULL OR status = $5) AND ($6 IS NULL OR created_at >= $6)
+        AND ($7 IS NULL OR created_at <= $7)";
     macro_rules! bind_filter {
         ($q:expr) => {
             $q.bind(org)
@@ -349,7 +353,7 @@ pub(crate) async fn list_calls(
     .await
     .db()?;
     let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM calls WHERE {condition} ORDER BY created_at DESC, rowid DESC LIMIT ?8 OFFSET ?9"
+        "SELECT * FROM calls WHERE {condition} ORDER BY created_at DESC, rowid DESC LIMIT $8 OFFSET $9"
     ))))
     .bind(page.limit as i64)
     .bind(page.offset() as i64)
@@ -362,8 +366,8 @@ pub(crate) async fn list_calls(
     })
 }
 
-pub(crate) async fn get_call(store: &SqliteStore, org: &str, id: &str) -> StoreResult<Call> {
-    let row = sqlx::query("SELECT * FROM calls WHERE id = ? AND organization_id = ?")
+pub(crate) async fn get_call(store: &SqlStore, org: &str, id: &str) -> StoreResult<Call> {
+    let row = sqlx::query("SELECT * FROM calls WHERE id = $1 AND organization_id = $2")
         .bind(id)
         .bind(org)
         .fetch_optional(&mut *store.read().await?)

@@ -1,8 +1,8 @@
 //! Organizations, keys, agents, phone numbers, workflows, nodes and edges.
 
 use crate::rows::{self, Db, json_text};
-use crate::{SqliteStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
-use sqlx::{Row, SqliteConnection};
+use crate::{SqlStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
+use sqlx::{Row, AnyConnection};
 use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
 use switchboard_domain::model::WorkflowStatus;
@@ -17,16 +17,16 @@ const WORKFLOW_SELECT: &str = "SELECT w.*,
     (SELECT count(*) FROM edges e WHERE e.workflow_id = w.id) AS edge_count
   FROM workflows w";
 
-pub(crate) async fn ensure_organization(store: &SqliteStore, name: &str) -> StoreResult<Organization> {
+pub(crate) async fn ensure_organization(store: &SqlStore, name: &str) -> StoreResult<Organization> {
     let mut conn = store.writer.acquire().await.db()?;
-    sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+    sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
         .bind(ids::new_id(ids::ORGANIZATION))
         .bind(name)
         .bind(now_ms())
         .execute(&mut *conn)
         .await
         .db()?;
-    let row = sqlx::query("SELECT * FROM organizations WHERE name = ?")
+    let row = sqlx::query("SELECT * FROM organizations WHERE name = $1")
         .bind(name)
         .fetch_one(&mut *conn)
         .await
@@ -38,7 +38,7 @@ pub(crate) async fn ensure_organization(store: &SqliteStore, name: &str) -> Stor
     })
 }
 
-fn api_key(row: &sqlx::sqlite::SqliteRow) -> ApiKeyRecord {
+fn api_key(row: &sqlx::any::AnyRow) -> ApiKeyRecord {
     ApiKeyRecord {
         id: row.get("id"),
         organization_id: row.get("organization_id"),
@@ -53,14 +53,14 @@ const KEY_SELECT: &str =
     "SELECT k.*, o.name AS organization_name FROM api_keys k JOIN organizations o ON o.id = k.organization_id";
 
 pub(crate) async fn create_api_key(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     name: Option<&str>,
     key_id: &str,
     hash: &str,
 ) -> StoreResult<ApiKeyRecord> {
     let mut conn = store.writer.acquire().await.db()?;
-    sqlx::query("INSERT INTO api_keys (id, organization_id, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO api_keys (id, organization_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(key_id)
         .bind(org)
         .bind(name)
@@ -69,7 +69,7 @@ pub(crate) async fn create_api_key(
         .execute(&mut *conn)
         .await
         .db()?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.id = ?")))
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.id = $1")))
         .bind(key_id)
         .fetch_one(&mut *conn)
         .await
@@ -77,7 +77,7 @@ pub(crate) async fn create_api_key(
     Ok(api_key(&row))
 }
 
-pub(crate) async fn list_api_keys(store: &SqliteStore) -> StoreResult<Vec<ApiKeyRecord>> {
+pub(crate) async fn list_api_keys(store: &SqlStore) -> StoreResult<Vec<ApiKeyRecord>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} ORDER BY k.created_at, k.id")))
         .fetch_all(&mut *store.read().await?)
         .await
@@ -85,8 +85,8 @@ pub(crate) async fn list_api_keys(store: &SqliteStore) -> StoreResult<Vec<ApiKey
     Ok(rows.iter().map(api_key).collect())
 }
 
-pub(crate) async fn revoke_api_key(store: &SqliteStore, key_id: &str) -> StoreResult<bool> {
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+pub(crate) async fn revoke_api_key(store: &SqlStore, key_id: &str) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now_ms())
         .bind(key_id)
         .execute(&store.writer)
@@ -95,8 +95,8 @@ pub(crate) async fn revoke_api_key(store: &SqliteStore, key_id: &str) -> StoreRe
     Ok(done.rows_affected() > 0)
 }
 
-pub(crate) async fn api_key_auth(store: &SqliteStore, key_id: &str) -> StoreResult<Option<KeyAuth>> {
-    let row = sqlx::query("SELECT organization_id, secret_hash, revoked_at FROM api_keys WHERE id = ?")
+pub(crate) async fn api_key_auth(store: &SqlStore, key_id: &str) -> StoreResult<Option<KeyAuth>> {
+    let row = sqlx::query("SELECT organization_id, secret_hash, revoked_at FROM api_keys WHERE id = $1")
         .bind(key_id)
         .fetch_optional(&mut *store.read().await?)
         .await
@@ -109,7 +109,7 @@ pub(crate) async fn api_key_auth(store: &SqliteStore, key_id: &str) -> StoreResu
 }
 
 pub(crate) async fn idempotency_begin(
-    store: &SqliteStore,
+    store: &SqlStore,
     api_key_id: &str,
     key: &str,
     fingerprint: &str,
@@ -117,8 +117,8 @@ pub(crate) async fn idempotency_begin(
 ) -> StoreResult<IdempotencyBegin> {
     let mut tx = store.writer.begin().await.db()?;
     sqlx::query(
-        "DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ?
-           AND (created_at < ? OR (state = 'in_progress' AND created_at < ?))",
+        "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2
+           AND (created_at < $3 OR (state = 'in_progress' AND created_at < $4))",
     )
     .bind(api_key_id)
     .bind(key)
@@ -127,7 +127,7 @@ pub(crate) async fn idempotency_begin(
     .execute(&mut *tx)
     .await
     .db()?;
-    let row = sqlx::query("SELECT * FROM idempotency_keys WHERE api_key_id = ? AND key = ?")
+    let row = sqlx::query("SELECT * FROM idempotency_keys WHERE api_key_id = $1 AND key = $2")
         .bind(api_key_id)
         .bind(key)
         .fetch_optional(&mut *tx)
@@ -136,7 +136,7 @@ pub(crate) async fn idempotency_begin(
     let outcome = match row {
         None => {
             sqlx::query(
-                "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at) VALUES (?, ?, ?, 'in_progress', ?)",
+                "INSERT INTO idempotency_keys (api_key_id, key, fingerprint, state, created_at) VALUES ($1, $2, $3, 'in_progress', $4)",
             )
             .bind(api_key_id)
             .bind(key)
@@ -159,12 +159,12 @@ pub(crate) async fn idempotency_begin(
     Ok(outcome)
 }
 
-pub(crate) async fn create_agent(store: &SqliteStore, org: &str, agent: NewAgent) -> StoreResult<Agent> {
+pub(crate) async fn create_agent(store: &SqlStore, org: &str, agent: NewAgent) -> StoreResult<Agent> {
     let now = now_ms();
     let id = ids::new_id(ids::AGENT);
     sqlx::query(
         "INSERT INTO agents (id, organization_id, name, prompt, welcome_message, voice, language, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&id)
     .bind(org)
@@ -181,8 +181,8 @@ pub(crate) async fn create_agent(store: &SqliteStore, org: &str, agent: NewAgent
     get_agent(&store.writer, org, &id).await
 }
 
-pub(crate) async fn get_agent(pool: &sqlx::SqlitePool, org: &str, id: &str) -> StoreResult<Agent> {
-    let row = sqlx::query("SELECT * FROM agents WHERE id = ? AND organization_id = ?")
+pub(crate) async fn get_agent(pool: &sqlx::AnyPool, org: &str, id: &str) -> StoreResult<Agent> {
+    let row = sqlx::query("SELECT * FROM agents WHERE id = $1 AND organization_id = $2")
         .bind(id)
         .bind(org)
         .fetch_optional(pool)
@@ -192,15 +192,15 @@ pub(crate) async fn get_agent(pool: &sqlx::SqlitePool, org: &str, id: &str) -> S
     rows::agent(&row)
 }
 
-pub(crate) async fn list_agents(store: &SqliteStore, org: &str, page: PageRequest) -> StoreResult<Page<Agent>> {
+pub(crate) async fn list_agents(store: &SqlStore, org: &str, page: PageRequest) -> StoreResult<Page<Agent>> {
     let mut conn = store.read().await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE organization_id = ?")
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE organization_id = $1")
         .bind(org)
         .fetch_one(&mut *conn)
         .await
         .db()?;
     let rows = sqlx::query(
-        "SELECT * FROM agents WHERE organization_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+        "SELECT * FROM agents WHERE organization_id = $1 ORDER BY created_at DESC, rowid DESC LIMIT $2 OFFSET $3",
     )
     .bind(org)
     .bind(page.limit as i64)
@@ -214,9 +214,9 @@ pub(crate) async fn list_agents(store: &SqliteStore, org: &str, page: PageReques
     })
 }
 
-pub(crate) async fn update_agent(store: &SqliteStore, org: &str, id: &str, patch: AgentPatch) -> StoreResult<Agent> {
+pub(crate) async fn update_agent(store: &SqlStore, org: &str, id: &str, patch: AgentPatch) -> StoreResult<Agent> {
     let mut tx = store.writer.begin().await.db()?;
-    let row = sqlx::query("SELECT * FROM agents WHERE id = ? AND organization_id = ?")
+    let row = sqlx::query("SELECT * FROM agents WHERE id = $1 AND organization_id = $2")
         .bind(id)
         .bind(org)
         .fetch_optional(&mut *tx)
@@ -225,7 +225,7 @@ pub(crate) async fn update_agent(store: &SqliteStore, org: &str, id: &str, patch
         .ok_or(not_found("agent"))?;
     let agent = rows::agent(&row)?;
     sqlx::query(
-        "UPDATE agents SET name = ?, prompt = ?, welcome_message = ?, voice = ?, language = ?, updated_at = ? WHERE id = ?",
+        "UPDATE agents SET name = $1, prompt = $2, welcome_message = $3, voice = $4, language = $5, updated_at = $6 WHERE id = $7",
     )
     .bind(patch.name.unwrap_or(agent.name))
     .bind(patch.prompt.unwrap_or(agent.prompt))
@@ -242,11 +242,11 @@ pub(crate) async fn update_agent(store: &SqliteStore, org: &str, id: &str, patch
 }
 
 /// How many VOICE_CALL nodes of the organization's non-final workflows have `config.<field>` = `value`.
-async fn voice_nodes_using(conn: &mut SqliteConnection, org: &str, field: &str, value: &str) -> StoreResult<i64> {
+async fn voice_nodes_using(conn: &mut AnyConnection, org: &str, field: &str, value: &str) -> StoreResult<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM nodes n JOIN workflows w ON w.id = n.workflow_id
-         WHERE w.organization_id = ? AND w.status NOT IN ('completed', 'cancelled') AND n.node_type = 'VOICE_CALL'
-           AND json_extract(n.config, '$.' || ?) = ?",
+         WHERE w.organization_id = $1 AND w.status NOT IN ('completed', 'cancelled') AND n.node_type = 'VOICE_CALL'
+           AND json_extract(n.config, '$.' || $2) = $3",
     )
     .bind(org)
     .bind(field)
@@ -256,9 +256,9 @@ async fn voice_nodes_using(conn: &mut SqliteConnection, org: &str, field: &str, 
     .db()
 }
 
-pub(crate) async fn delete_agent(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
+pub(crate) async fn delete_agent(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
-    let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE id = ? AND organization_id = ?")
+    let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE id = $1 AND organization_id = $2")
         .bind(id)
         .bind(org)
         .fetch_one(&mut *tx)
@@ -274,7 +274,7 @@ pub(crate) async fn delete_agent(store: &SqliteStore, org: &str, id: &str) -> St
             format!("{users} VOICE_CALL nodes of non-final workflows use this agent"),
         ));
     }
-    sqlx::query("DELETE FROM agents WHERE id = ?")
+    sqlx::query("DELETE FROM agents WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -284,13 +284,13 @@ pub(crate) async fn delete_agent(store: &SqliteStore, org: &str, id: &str) -> St
 }
 
 pub(crate) async fn update_phone_number(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     id: &str,
     patch: PhoneNumberPatch,
 ) -> StoreResult<PhoneNumber> {
     let mut tx = store.writer.begin().await.db()?;
-    let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = ? AND organization_id = ?")
+    let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = $1 AND organization_id = $2")
         .bind(id)
         .bind(org)
         .fetch_optional(&mut *tx)
@@ -303,8 +303,8 @@ pub(crate) async fn update_phone_number(
     let config: String = row.get("provider_config");
     let allowed: String = row.get("allowed_destination_countries");
     sqlx::query(
-        "UPDATE phone_numbers SET label = ?, nickname = ?, status = ?, provider_config = ?, allowed_destination_countries = ?,
-             updated_at = ? WHERE id = ?",
+        "UPDATE phone_numbers SET label = $1, nickname = $2, status = $3, provider_config = $4, allowed_destination_countries = $5,
+             updated_at = $6 WHERE id = $7",
     )
     .bind(patch.label.unwrap_or(label))
     .bind(patch.nickname.unwrap_or(nickname))
@@ -320,10 +320,10 @@ pub(crate) async fn update_phone_number(
     get_phone_number(&store.writer, org, id).await
 }
 
-pub(crate) async fn delete_phone_number(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
+pub(crate) async fn delete_phone_number(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
     let number: String =
-        sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE id = ? AND organization_id = ?")
+        sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE id = $1 AND organization_id = $2")
             .bind(id)
             .bind(org)
             .fetch_optional(&mut *tx)
@@ -337,7 +337,7 @@ pub(crate) async fn delete_phone_number(store: &SqliteStore, org: &str, id: &str
             format!("{users} VOICE_CALL nodes of non-final workflows call from this number"),
         ));
     }
-    sqlx::query("DELETE FROM phone_numbers WHERE id = ?")
+    sqlx::query("DELETE FROM phone_numbers WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -347,7 +347,7 @@ pub(crate) async fn delete_phone_number(store: &SqliteStore, org: &str, id: &str
 }
 
 pub(crate) async fn create_phone_number(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     number: NewPhoneNumber,
 ) -> StoreResult<PhoneNumber> {
@@ -356,7 +356,7 @@ pub(crate) async fn create_phone_number(
     let inserted = sqlx::query(
         "INSERT INTO phone_numbers (id, organization_id, phone_number, label, nickname, country_code, status, provider,
              provider_config, allowed_destination_countries, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?) ON CONFLICT (organization_id, phone_number) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11) ON CONFLICT (organization_id, phone_number) DO NOTHING",
     )
     .bind(&id)
     .bind(org)
@@ -381,8 +381,8 @@ pub(crate) async fn create_phone_number(
     get_phone_number(&store.writer, org, &id).await
 }
 
-pub(crate) async fn get_phone_number(pool: &sqlx::SqlitePool, org: &str, id: &str) -> StoreResult<PhoneNumber> {
-    let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = ? AND organization_id = ?")
+pub(crate) async fn get_phone_number(pool: &sqlx::AnyPool, org: &str, id: &str) -> StoreResult<PhoneNumber> {
+    let row = sqlx::query("SELECT * FROM phone_numbers WHERE id = $1 AND organization_id = $2")
         .bind(id)
         .bind(org)
         .fetch_optional(pool)
@@ -393,14 +393,14 @@ pub(crate) async fn get_phone_number(pool: &sqlx::SqlitePool, org: &str, id: &st
 }
 
 pub(crate) async fn list_phone_numbers(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     status: Option<&str>,
     country: Option<&str>,
     page: PageRequest,
 ) -> StoreResult<Page<PhoneNumber>> {
     let mut conn = store.read().await?;
-    let filter = "organization_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR country_code = ?3)";
+    let filter = "organization_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR country_code = $3)";
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM phone_numbers WHERE {filter}"
     )))
@@ -411,7 +411,7 @@ pub(crate) async fn list_phone_numbers(
     .await
     .db()?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM phone_numbers WHERE {filter} ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5"
+        "SELECT * FROM phone_numbers WHERE {filter} ORDER BY created_at DESC, rowid DESC LIMIT $4 OFFSET $5"
     )))
     .bind(org)
     .bind(status)
@@ -427,8 +427,8 @@ pub(crate) async fn list_phone_numbers(
     })
 }
 
-async fn lead_counts(conn: &mut SqliteConnection, workflow: &mut Workflow) -> StoreResult<()> {
-    let rows = sqlx::query("SELECT status, count(*) AS n FROM leads WHERE workflow_id = ? GROUP BY status")
+async fn lead_counts(conn: &mut AnyConnection, workflow: &mut Workflow) -> StoreResult<()> {
+    let rows = sqlx::query("SELECT status, count(*) AS n FROM leads WHERE workflow_id = $1 GROUP BY status")
         .bind(&workflow.id)
         .fetch_all(conn)
         .await
@@ -448,9 +448,9 @@ async fn lead_counts(conn: &mut SqliteConnection, workflow: &mut Workflow) -> St
 }
 
 /// The workflow of `org` (404 for another organization's), with counts.
-pub(crate) async fn load_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<Workflow> {
+pub(crate) async fn load_workflow(conn: &mut AnyConnection, org: &str, id: &str) -> StoreResult<Workflow> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{WORKFLOW_SELECT} WHERE w.id = ? AND w.organization_id = ?"
+        "{WORKFLOW_SELECT} WHERE w.id = $1 AND w.organization_id = $2"
     )))
     .bind(id)
     .bind(org)
@@ -464,7 +464,7 @@ pub(crate) async fn load_workflow(conn: &mut SqliteConnection, org: &str, id: &s
 }
 
 /// Loads a workflow for a change, refusing final ones.
-async fn editable_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> StoreResult<Workflow> {
+async fn editable_workflow(conn: &mut AnyConnection, org: &str, id: &str) -> StoreResult<Workflow> {
     let workflow = load_workflow(conn, org, id).await?;
     if workflow.status.is_final() {
         return Err(StoreError::conflict(
@@ -478,13 +478,13 @@ async fn editable_workflow(conn: &mut SqliteConnection, org: &str, id: &str) -> 
     Ok(workflow)
 }
 
-pub(crate) async fn create_workflow(store: &SqliteStore, org: &str, new: NewWorkflow) -> StoreResult<Workflow> {
+pub(crate) async fn create_workflow(store: &SqlStore, org: &str, new: NewWorkflow) -> StoreResult<Workflow> {
     let now = now_ms();
     let id = ids::new_id(ids::WORKFLOW);
     let mut conn = store.writer.acquire().await.db()?;
     sqlx::query(
         "INSERT INTO workflows (id, organization_id, title, description, status, settings, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'draft', ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7)",
     )
     .bind(&id)
     .bind(org)
@@ -500,13 +500,13 @@ pub(crate) async fn create_workflow(store: &SqliteStore, org: &str, new: NewWork
 }
 
 pub(crate) async fn list_workflows(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     filter: &WorkflowFilter,
     page: PageRequest,
 ) -> StoreResult<Page<Workflow>> {
     let mut conn = store.read().await?;
-    let condition = "w.organization_id = ?1 AND (?2 IS NULL OR w.status = ?2) AND (?3 IS NULL OR instr(lower(w.title), lower(?3)) > 0)";
+    let condition = "w.organization_id = $1 AND ($2 IS NULL OR w.status = $2) AND ($3 IS NULL OR lower(w.title) LIKE '%' || lower($3) || '%')";
     let status = filter.status.map(|s| s.as_str());
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM workflows w WHERE {condition}"
@@ -518,7 +518,7 @@ pub(crate) async fn list_workflows(
     .await
     .db()?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{WORKFLOW_SELECT} WHERE {condition} ORDER BY w.created_at DESC, w.rowid DESC LIMIT ?4 OFFSET ?5"
+        "{WORKFLOW_SELECT} WHERE {condition} ORDER BY w.created_at DESC, w.rowid DESC LIMIT $4 OFFSET $5"
     )))
     .bind(org)
     .bind(status)
@@ -540,12 +540,12 @@ pub(crate) async fn list_workflows(
     })
 }
 
-pub(crate) async fn get_workflow(store: &SqliteStore, org: &str, id: &str) -> StoreResult<Workflow> {
+pub(crate) async fn get_workflow(store: &SqlStore, org: &str, id: &str) -> StoreResult<Workflow> {
     load_workflow(&mut *store.read().await?, org, id).await
 }
 
-async fn node_in_workflow(conn: &mut SqliteConnection, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
-    let row = sqlx::query("SELECT * FROM nodes WHERE id = ? AND workflow_id = ?")
+async fn node_in_workflow(conn: &mut AnyConnection, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
+    let row = sqlx::query("SELECT * FROM nodes WHERE id = $1 AND workflow_id = $2")
         .bind(node_id)
         .bind(workflow_id)
         .fetch_optional(conn)
@@ -556,7 +556,7 @@ async fn node_in_workflow(conn: &mut SqliteConnection, workflow_id: &str, node_i
 }
 
 pub(crate) async fn update_workflow(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     id: &str,
     patch: WorkflowPatch,
@@ -587,8 +587,8 @@ pub(crate) async fn update_workflow(
         None => workflow.entry_node_id,
     };
     sqlx::query(
-        "UPDATE workflows SET title = ?, description = ?, settings = ?, entry_node_id = ?, revision = revision + 1, updated_at = ?
-         WHERE id = ?",
+        "UPDATE workflows SET title = $1, description = $2, settings = $3, entry_node_id = $4, revision = revision + 1, updated_at = $5
+         WHERE id = $6",
     )
     .bind(&title)
     .bind(&description)
@@ -608,8 +608,8 @@ pub(crate) async fn update_workflow(
 }
 
 /// Gives every throttled lead of the workflow another try, in due order.
-pub(crate) async fn wake_throttled(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<()> {
-    sqlx::query("UPDATE leads SET due_at = queued_at WHERE workflow_id = ? AND state = 'throttled' AND due_at IS NULL")
+pub(crate) async fn wake_throttled(conn: &mut AnyConnection, workflow_id: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE leads SET due_at = queued_at WHERE workflow_id = $1 AND state = 'throttled' AND due_at IS NULL")
         .bind(workflow_id)
         .execute(conn)
         .await
@@ -617,7 +617,7 @@ pub(crate) async fn wake_throttled(conn: &mut SqliteConnection, workflow_id: &st
     Ok(())
 }
 
-pub(crate) async fn delete_workflow(store: &SqliteStore, org: &str, id: &str) -> StoreResult<()> {
+pub(crate) async fn delete_workflow(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
     let workflow = load_workflow(&mut tx, org, id).await?;
     if matches!(workflow.status, WorkflowStatus::Active | WorkflowStatus::Paused) {
@@ -627,7 +627,7 @@ pub(crate) async fn delete_workflow(store: &SqliteStore, org: &str, id: &str) ->
         ));
     }
     // Lead history, leads, variable keys, edges and nodes go by cascade; calls stay.
-    sqlx::query("DELETE FROM workflows WHERE id = ?")
+    sqlx::query("DELETE FROM workflows WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -636,8 +636,8 @@ pub(crate) async fn delete_workflow(store: &SqliteStore, org: &str, id: &str) ->
     Ok(())
 }
 
-pub(crate) async fn load_nodes(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<Vec<Node>> {
-    let rows = sqlx::query("SELECT * FROM nodes WHERE workflow_id = ? ORDER BY created_at, rowid")
+pub(crate) async fn load_nodes(conn: &mut AnyConnection, workflow_id: &str) -> StoreResult<Vec<Node>> {
+    let rows = sqlx::query("SELECT * FROM nodes WHERE workflow_id = $1 ORDER BY created_at, rowid")
         .bind(workflow_id)
         .fetch_all(conn)
         .await
@@ -645,8 +645,8 @@ pub(crate) async fn load_nodes(conn: &mut SqliteConnection, workflow_id: &str) -
     rows.iter().map(rows::node).collect()
 }
 
-pub(crate) async fn load_edges(conn: &mut SqliteConnection, workflow_id: &str) -> StoreResult<Vec<Edge>> {
-    let rows = sqlx::query("SELECT * FROM edges WHERE workflow_id = ? ORDER BY created_at, rowid")
+pub(crate) async fn load_edges(conn: &mut AnyConnection, workflow_id: &str) -> StoreResult<Vec<Edge>> {
+    let rows = sqlx::query("SELECT * FROM edges WHERE workflow_id = $1 ORDER BY created_at, rowid")
         .bind(workflow_id)
         .fetch_all(conn)
         .await
@@ -679,7 +679,7 @@ pub(crate) fn graph_of(entry_node_id: Option<String>, nodes: &[Node], edges: &[E
 }
 
 pub(crate) async fn duplicate_workflow(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     id: &str,
     title: Option<String>,
@@ -702,7 +702,7 @@ pub(crate) async fn duplicate_workflow(
     let entry = source.entry_node_id.as_ref().and_then(|e| node_ids.get(e)).cloned();
     sqlx::query(
         "INSERT INTO workflows (id, organization_id, title, description, status, entry_node_id, settings, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'draft', ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8)",
     )
     .bind(&new_id)
     .bind(org)
@@ -718,7 +718,7 @@ pub(crate) async fn duplicate_workflow(
     for node in &nodes {
         sqlx::query(
             "INSERT INTO nodes (id, workflow_id, node_type, label, position_x, position_y, config, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&node_ids[&node.id])
         .bind(&new_id)
@@ -734,7 +734,7 @@ pub(crate) async fn duplicate_workflow(
         .db()?;
     }
     for edge in &edges {
-        sqlx::query("INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(ids::new_id(ids::EDGE))
             .bind(&new_id)
             .bind(&node_ids[&edge.from_node_id])
@@ -751,11 +751,11 @@ pub(crate) async fn duplicate_workflow(
 }
 
 async fn directory(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: &str,
     workflow_id: &str,
 ) -> StoreResult<(Vec<Agent>, Vec<String>, Vec<String>)> {
-    let agents = sqlx::query("SELECT * FROM agents WHERE organization_id = ?")
+    let agents = sqlx::query("SELECT * FROM agents WHERE organization_id = $1")
         .bind(org)
         .fetch_all(&mut *conn)
         .await
@@ -764,7 +764,7 @@ async fn directory(
         .map(rows::agent)
         .collect::<StoreResult<Vec<_>>>()?;
     let numbers = active_numbers(conn, org).await?;
-    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = ? ORDER BY key")
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = $1 ORDER BY key")
         .bind(workflow_id)
         .fetch_all(&mut *conn)
         .await
@@ -772,8 +772,8 @@ async fn directory(
     Ok((agents, numbers, keys))
 }
 
-pub(crate) async fn active_numbers(conn: &mut SqliteConnection, org: &str) -> StoreResult<Vec<String>> {
-    sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE organization_id = ? AND status = 'active'")
+pub(crate) async fn active_numbers(conn: &mut AnyConnection, org: &str) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE organization_id = $1 AND status = 'active'")
         .bind(org)
         .fetch_all(conn)
         .await
@@ -781,7 +781,7 @@ pub(crate) async fn active_numbers(conn: &mut SqliteConnection, org: &str) -> St
 }
 
 pub(crate) async fn snapshot(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: &str,
     id: &str,
 ) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
@@ -802,7 +802,7 @@ pub(crate) async fn snapshot(
 }
 
 pub(crate) async fn workflow_snapshot(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     id: &str,
 ) -> StoreResult<(WorkflowSnapshot, Vec<Agent>, Vec<String>)> {
@@ -810,10 +810,10 @@ pub(crate) async fn workflow_snapshot(
 }
 
 /// Puts every pending lead of the workflow at its entry node, ready to run.
-async fn start_pending(conn: &mut SqliteConnection, workflow_id: &str, entry: &str, now: i64) -> StoreResult<()> {
+async fn start_pending(conn: &mut AnyConnection, workflow_id: &str, entry: &str, now: i64) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE leads SET status = 'in_progress', state = 'ready', current_node_id = ?, due_at = ?, updated_at = ?, seq = seq + 1
-         WHERE workflow_id = ? AND status = 'pending'",
+        "UPDATE leads SET status = 'in_progress', state = 'ready', current_node_id = $1, due_at = $2, updated_at = $3, seq = seq + 1
+         WHERE workflow_id = $4 AND status = 'pending'",
     )
     .bind(entry)
     .bind(now)
@@ -826,7 +826,7 @@ async fn start_pending(conn: &mut SqliteConnection, workflow_id: &str, entry: &s
 }
 
 pub(crate) async fn transition_workflow(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     id: &str,
     action: Lifecycle,
@@ -875,7 +875,7 @@ pub(crate) async fn transition_workflow(
         }
         if let Ok(entry) = snap.graph.entry() {
             // Activation pins the entry, so later graph edits never change where new leads start.
-            sqlx::query("UPDATE workflows SET entry_node_id = ? WHERE id = ?")
+            sqlx::query("UPDATE workflows SET entry_node_id = $1 WHERE id = $2")
                 .bind(&entry.id)
                 .bind(id)
                 .execute(&mut *tx)
@@ -885,7 +885,7 @@ pub(crate) async fn transition_workflow(
         }
         wake_throttled(&mut tx, id).await?;
     }
-    sqlx::query("UPDATE workflows SET status = ?, activated_at = COALESCE(activated_at, ?) WHERE id = ?")
+    sqlx::query("UPDATE workflows SET status = $1, activated_at = COALESCE(activated_at, $2) WHERE id = $3")
         .bind(next.as_str())
         .bind((action == Lifecycle::Activate).then_some(now))
         .bind(id)
@@ -894,14 +894,14 @@ pub(crate) async fn transition_workflow(
         .db()?;
     bump_revision(&mut tx, id, now).await?;
     if action == Lifecycle::Cancel {
-        remove_leads_where(&mut tx, "workflow_id = ?3", id, "workflow_cancelled", now).await?;
+        remove_leads_where(&mut tx, "workflow_id = $3", id, "workflow_cancelled", now).await?;
     }
     let updated = load_workflow(&mut tx, org, id).await?;
     tx.commit().await.db()?;
     Ok(updated)
 }
 
-pub(crate) async fn create_node(store: &SqliteStore, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node> {
+pub(crate) async fn create_node(store: &SqlStore, org: &str, workflow_id: &str, node: NewNode) -> StoreResult<Node> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
@@ -914,7 +914,7 @@ pub(crate) async fn create_node(store: &SqliteStore, org: &str, workflow_id: &st
     let id = ids::new_id(ids::NODE);
     sqlx::query(
         "INSERT INTO nodes (id, workflow_id, node_type, label, position_x, position_y, config, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&id)
     .bind(workflow_id)
@@ -934,20 +934,20 @@ pub(crate) async fn create_node(store: &SqliteStore, org: &str, workflow_id: &st
     Ok(created)
 }
 
-pub(crate) async fn list_nodes(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>> {
+pub(crate) async fn list_nodes(store: &SqlStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Node>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_nodes(&mut conn, workflow_id).await
 }
 
-pub(crate) async fn get_node(store: &SqliteStore, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
+pub(crate) async fn get_node(store: &SqlStore, org: &str, workflow_id: &str, node_id: &str) -> StoreResult<Node> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     node_in_workflow(&mut conn, workflow_id, node_id).await
 }
 
 pub(crate) async fn update_node(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     workflow_id: &str,
     node_id: &str,
@@ -957,7 +957,7 @@ pub(crate) async fn update_node(
     let mut tx = store.writer.begin().await.db()?;
     editable_workflow(&mut tx, org, workflow_id).await?;
     let node = node_in_workflow(&mut tx, workflow_id, node_id).await?;
-    sqlx::query("UPDATE nodes SET label = ?, position_x = ?, position_y = ?, config = ?, updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE nodes SET label = $1, position_x = $2, position_y = $3, config = $4, updated_at = $5 WHERE id = $6")
         .bind(patch.label.unwrap_or(node.label))
         .bind(patch.position_x.unwrap_or(node.position_x))
         .bind(patch.position_y.unwrap_or(node.position_y))
@@ -974,7 +974,7 @@ pub(crate) async fn update_node(
 }
 
 pub(crate) async fn delete_node(
-    store: &SqliteStore,
+    store: &SqlStore,
     org: &str,
     workflow_id: &str,
     node_id: &str,
@@ -993,7 +993,7 @@ pub(crate) async fn delete_node(
     }
     let (standing, in_flight): (i64, i64) = sqlx::query_as(
         "SELECT count(*), COALESCE(sum(state IN ('calling', 'running')), 0) FROM leads
-         WHERE workflow_id = ? AND current_node_id = ? AND status = 'in_progress'",
+         WHERE workflow_id = $1 AND current_node_id = $2 AND status = 'in_progress'",
     )
     .bind(workflow_id)
     .bind(node_id)
@@ -1031,9 +1031,9 @@ pub(crate) async fn delete_node(
                     )
                 })?;
                 let moved: Vec<String> = sqlx::query_scalar(
-                    "UPDATE leads SET current_node_id = ?1, state = 'ready', due_at = ?2, queued_at = NULL, attempt = 0,
-                         pending_outcome = NULL, exit_reason = NULL, seq = seq + 1, updated_at = ?2, lease_owner = NULL, lease_until = NULL
-                     WHERE workflow_id = ?3 AND current_node_id = ?4 AND status = 'in_progress' RETURNING id",
+                    "UPDATE leads SET current_node_id = $1, state = 'ready', due_at = $2, queued_at = NULL, attempt = 0,
+                         pending_outcome = NULL, exit_reason = NULL, seq = seq + 1, updated_at = $2, lease_owner = NULL, lease_until = NULL
+                     WHERE workflow_id = $3 AND current_node_id = $4 AND status = 'in_progress' RETURNING id",
                 )
                 .bind(target)
                 .bind(now)
@@ -1045,17 +1045,17 @@ pub(crate) async fn delete_node(
                 skip_open_entries(&mut tx, &moved, "node_deleted", now).await?;
             }
             NodeLeads::Remove => {
-                remove_leads_where(&mut tx, "current_node_id = ?3", node_id, "node_deleted", now).await?;
+                remove_leads_where(&mut tx, "current_node_id = $3", node_id, "node_deleted", now).await?;
             }
         }
     }
-    sqlx::query("UPDATE workflows SET entry_node_id = NULL WHERE id = ? AND entry_node_id = ?")
+    sqlx::query("UPDATE workflows SET entry_node_id = NULL WHERE id = $1 AND entry_node_id = $2")
         .bind(workflow_id)
         .bind(node_id)
         .execute(&mut *tx)
         .await
         .db()?;
-    sqlx::query("DELETE FROM nodes WHERE id = ?")
+    sqlx::query("DELETE FROM nodes WHERE id = $1")
         .bind(node_id)
         .execute(&mut *tx)
         .await
@@ -1066,7 +1066,7 @@ pub(crate) async fn delete_node(
     Ok(())
 }
 
-pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge> {
+pub(crate) async fn create_edge(store: &SqlStore, org: &str, workflow_id: &str, edge: NewEdge) -> StoreResult<Edge> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     let workflow = editable_workflow(&mut tx, org, workflow_id).await?;
@@ -1086,7 +1086,7 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
     }
     let label = edge.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
     let exists: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM edges WHERE workflow_id = ? AND from_node_id = ? AND to_node_id = ? AND COALESCE(label, '') = COALESCE(?, '')",
+        "SELECT count(*) FROM edges WHERE workflow_id = $1 AND from_node_id = $2 AND to_node_id = $3 AND COALESCE(label, '') = COALESCE($4, '')",
     )
     .bind(workflow_id)
     .bind(&edge.from_node_id)
@@ -1103,7 +1103,7 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
     }
     let id = ids::new_id(ids::EDGE);
     sqlx::query(
-        "INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO edges (id, workflow_id, from_node_id, to_node_id, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(workflow_id)
@@ -1115,7 +1115,7 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
     .await
     .db()?;
     // Stalled leads at the source node get another routing attempt.
-    sqlx::query("UPDATE leads SET due_at = ? WHERE workflow_id = ? AND current_node_id = ? AND state = 'stalled' AND status = 'in_progress'")
+    sqlx::query("UPDATE leads SET due_at = $1 WHERE workflow_id = $2 AND current_node_id = $3 AND state = 'stalled' AND status = 'in_progress'")
         .bind(now)
         .bind(workflow_id)
         .bind(&edge.from_node_id)
@@ -1123,7 +1123,7 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
         .await
         .db()?;
     bump_revision(&mut tx, workflow_id, now).await?;
-    let row = sqlx::query("SELECT * FROM edges WHERE id = ?")
+    let row = sqlx::query("SELECT * FROM edges WHERE id = $1")
         .bind(&id)
         .fetch_one(&mut *tx)
         .await
@@ -1132,17 +1132,17 @@ pub(crate) async fn create_edge(store: &SqliteStore, org: &str, workflow_id: &st
     rows::edge(&row)
 }
 
-pub(crate) async fn list_edges(store: &SqliteStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>> {
+pub(crate) async fn list_edges(store: &SqlStore, org: &str, workflow_id: &str) -> StoreResult<Vec<Edge>> {
     let mut conn = store.read().await?;
     load_workflow(&mut conn, org, workflow_id).await?;
     load_edges(&mut conn, workflow_id).await
 }
 
-pub(crate) async fn delete_edge(store: &SqliteStore, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()> {
+pub(crate) async fn delete_edge(store: &SqlStore, org: &str, workflow_id: &str, edge_id: &str) -> StoreResult<()> {
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     editable_workflow(&mut tx, org, workflow_id).await?;
-    let done = sqlx::query("DELETE FROM edges WHERE id = ? AND workflow_id = ?")
+    let done = sqlx::query("DELETE FROM edges WHERE id = $1 AND workflow_id = $2")
         .bind(edge_id)
         .bind(workflow_id)
         .execute(&mut *tx)

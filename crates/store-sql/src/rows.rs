@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
 use switchboard_domain::settings::WorkflowSettings;
 use switchboard_store::engine::LeadRow;
@@ -23,12 +23,12 @@ pub(crate) fn json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-fn json_col(row: &SqliteRow, col: &str) -> StoreResult<Value> {
+fn json_col(row: &AnyRow, col: &str) -> StoreResult<Value> {
     let text: Option<String> = row.try_get(col).db()?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
 }
 
-fn object_col(row: &SqliteRow, col: &str) -> StoreResult<Map<String, Value>> {
+fn object_col(row: &AnyRow, col: &str) -> StoreResult<Map<String, Value>> {
     Ok(match json_col(row, col)? {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -43,19 +43,19 @@ pub(crate) fn parse_enum<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>
     parse(text).ok_or_else(|| corrupt(what, text))
 }
 
-fn opt_enum<T>(row: &SqliteRow, col: &str, parse: fn(&str) -> Option<T>) -> StoreResult<Option<T>> {
+fn opt_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> StoreResult<Option<T>> {
     let text: Option<String> = row.try_get(col).db()?;
     text.map(|t| parse_enum(col, &t, parse)).transpose()
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-    row: &'r SqliteRow,
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    row: &'r AnyRow,
     col: &str,
 ) -> StoreResult<T> {
     row.try_get(col).db()
 }
 
-pub(crate) fn agent(row: &SqliteRow) -> StoreResult<Agent> {
+pub(crate) fn agent(row: &AnyRow) -> StoreResult<Agent> {
     Ok(Agent {
         id: get(row, "id")?,
         organization_id: get(row, "organization_id")?,
@@ -82,7 +82,7 @@ fn redact(config: Value) -> Value {
     }
 }
 
-pub(crate) fn phone_number(row: &SqliteRow) -> StoreResult<PhoneNumber> {
+pub(crate) fn phone_number(row: &AnyRow) -> StoreResult<PhoneNumber> {
     Ok(PhoneNumber {
         id: get(row, "id")?,
         organization_id: get(row, "organization_id")?,
@@ -100,13 +100,13 @@ pub(crate) fn phone_number(row: &SqliteRow) -> StoreResult<PhoneNumber> {
     })
 }
 
-pub(crate) fn settings(row: &SqliteRow) -> StoreResult<WorkflowSettings> {
+pub(crate) fn settings(row: &AnyRow) -> StoreResult<WorkflowSettings> {
     let text: String = get(row, "settings")?;
     serde_json::from_str(&text).map_err(|_| corrupt("settings", &text))
 }
 
 /// A workflow row; counts are filled in by the caller.
-pub(crate) fn workflow(row: &SqliteRow) -> StoreResult<Workflow> {
+pub(crate) fn workflow(row: &AnyRow) -> StoreResult<Workflow> {
     let title: String = get(row, "title")?;
     let status: String = get(row, "status")?;
     Ok(Workflow {
@@ -130,7 +130,7 @@ pub(crate) fn workflow(row: &SqliteRow) -> StoreResult<Workflow> {
     })
 }
 
-pub(crate) fn node(row: &SqliteRow) -> StoreResult<Node> {
+pub(crate) fn node(row: &AnyRow) -> StoreResult<Node> {
     let node_type: String = get(row, "node_type")?;
     Ok(Node {
         id: get(row, "id")?,
@@ -145,7 +145,7 @@ pub(crate) fn node(row: &SqliteRow) -> StoreResult<Node> {
     })
 }
 
-pub(crate) fn edge(row: &SqliteRow) -> StoreResult<Edge> {
+pub(crate) fn edge(row: &AnyRow) -> StoreResult<Edge> {
     Ok(Edge {
         id: get(row, "id")?,
         workflow_id: get(row, "workflow_id")?,
@@ -157,7 +157,7 @@ pub(crate) fn edge(row: &SqliteRow) -> StoreResult<Edge> {
 }
 
 /// A lead as the API shows it; `workflow_status` turns waiting states into `paused`.
-pub(crate) fn lead(row: &SqliteRow) -> StoreResult<Lead> {
+pub(crate) fn lead(row: &AnyRow) -> StoreResult<Lead> {
     let status: String = get(row, "status")?;
     let status = parse_enum("lead status", &status, LeadStatus::parse)?;
     let mut state = opt_enum(row, "state", LeadState::parse)?;
@@ -192,7 +192,7 @@ pub(crate) fn shows_paused(state: LeadState) -> bool {
     )
 }
 
-pub(crate) fn lead_row(row: &SqliteRow) -> StoreResult<LeadRow> {
+pub(crate) fn lead_row(row: &AnyRow) -> StoreResult<LeadRow> {
     let status: String = get(row, "status")?;
     Ok(LeadRow {
         id: get(row, "id")?,
@@ -226,7 +226,7 @@ pub(crate) fn lead_row(row: &SqliteRow) -> StoreResult<LeadRow> {
     })
 }
 
-pub(crate) fn history_entry(row: &SqliteRow) -> StoreResult<HistoryEntry> {
+pub(crate) fn history_entry(row: &AnyRow) -> StoreResult<HistoryEntry> {
     let node_type: String = get(row, "node_type")?;
     let status: String = get(row, "status")?;
     Ok(HistoryEntry {
@@ -245,7 +245,7 @@ pub(crate) fn history_entry(row: &SqliteRow) -> StoreResult<HistoryEntry> {
     })
 }
 
-pub(crate) fn call(row: &SqliteRow) -> StoreResult<Call> {
+pub(crate) fn call(row: &AnyRow) -> StoreResult<Call> {
     let status: String = get(row, "status")?;
     Ok(Call {
         id: get(row, "id")?,

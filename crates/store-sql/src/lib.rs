@@ -1,4 +1,10 @@
-//! SQLite backend: WAL, one writer connection (so transactions never fight), a pool of readers.
+//! The SQL backends, SQLite and PostgreSQL, as one implementation over sqlx's `Any` driver. The queries are
+//! written once in the SQL both understand (`$n` parameters, numbered in order of first use, which SQLite binds
+//! by position); each backend has its own migrations, connection set-up and claim statement.
+//!
+//! SQLite: WAL, one writer connection (transactions never contend) and a pool of read-only connections; for one
+//! process. PostgreSQL: one pool; any number of processes share the database, claiming with
+//! `FOR UPDATE SKIP LOCKED` under leases.
 
 mod engine;
 mod leads;
@@ -6,53 +12,89 @@ mod rows;
 mod workflows;
 
 use rows::Db;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqliteConnection, SqlitePool};
-use std::str::FromStr;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool};
 use std::time::Duration;
 use switchboard_store::{StoreError, StoreResult};
 
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-impl SqliteStore {
-    /// Opens (creating if missing) the database at `url` (`sqlite://path`) and applies migrations.
+pub struct SqlStore {
+    writer: AnyPool,
+    reader: AnyPool,
+    backend: Backend,
+}
+
+/// Adds a query parameter to a database URL.
+fn with_param(url: &str, param: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{param}")
+}
+
+async fn sqlite_pool(url: &str, connections: u32) -> StoreResult<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(120))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // NORMAL survives process crashes (kill -9); FULL would also survive power loss.
+                for pragma in
+                    ["PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL"]
+                {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .db()
+}
+
+impl SqlStore {
+    /// Opens the database named by `url` (`sqlite://path` — created if missing — or `postgres://...`) and
+    /// applies its backend's migrations.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Backend(format!("bad SQLite URL {url}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL survives process crashes (kill -9); FULL would also survive power loss.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .db()?;
-        sqlx::migrate!("./migrations")
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrations failed: {e}")))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .db()?;
-        Ok(Self { writer, reader })
+        sqlx::any::install_default_drivers();
+        let migrated = |e: sqlx::migrate::MigrateError| StoreError::Backend(format!("migrations failed: {e}"));
+        if url.starts_with("sqlite:") {
+            let writer = sqlite_pool(&with_param(url, "mode=rwc"), 1).await?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&writer).await.db()?;
+            sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(migrated)?;
+            let reader = sqlite_pool(&with_param(url, "mode=ro"), 4).await?;
+            Ok(Self { writer, reader, backend: Backend::Sqlite })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect(url)
+                .await
+                .db()?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(migrated)?;
+            Ok(Self { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
+        } else {
+            Err(StoreError::Backend(format!(
+                "unsupported database URL {url:?}: use sqlite://PATH or postgres://..."
+            )))
+        }
     }
 
-    async fn read(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn read(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         self.reader.acquire().await.db()
     }
 }
 
 /// Runs `UPDATE workflows` bookkeeping shared by every graph or status change.
-async fn bump_revision(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE workflows SET revision = revision + 1, updated_at = ? WHERE id = ?")
+async fn bump_revision(conn: &mut AnyConnection, workflow_id: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE workflows SET revision = revision + 1, updated_at = $1 WHERE id = $2")
         .bind(now)
         .bind(workflow_id)
         .execute(conn)
@@ -62,12 +104,12 @@ async fn bump_revision(conn: &mut SqliteConnection, workflow_id: &str, now: i64)
 }
 
 /// Marks an active workflow `completed` when `auto_complete` is on and every one of its leads is final.
-async fn maybe_complete(conn: &mut SqliteConnection, workflow_id: &str, now: i64) -> StoreResult<bool> {
+async fn maybe_complete(conn: &mut AnyConnection, workflow_id: &str, now: i64) -> StoreResult<bool> {
     let done = sqlx::query(
-        "UPDATE workflows SET status = 'completed', revision = revision + 1, updated_at = ?1
-         WHERE id = ?2 AND status = 'active' AND json_extract(settings, '$.auto_complete') = 1
-           AND EXISTS (SELECT 1 FROM leads WHERE workflow_id = ?2)
-           AND NOT EXISTS (SELECT 1 FROM leads WHERE workflow_id = ?2 AND status IN ('pending', 'in_progress'))",
+        "UPDATE workflows SET status = 'completed', revision = revision + 1, updated_at = $1
+         WHERE id = $2 AND status = 'active' AND json_extract(settings, '$.auto_complete') = 1
+           AND EXISTS (SELECT 1 FROM leads WHERE workflow_id = $2)
+           AND NOT EXISTS (SELECT 1 FROM leads WHERE workflow_id = $2 AND status IN ('pending', 'in_progress'))",
     )
     .bind(now)
     .bind(workflow_id)
@@ -79,7 +121,7 @@ async fn maybe_complete(conn: &mut SqliteConnection, workflow_id: &str, now: i64
 
 /// Closes the open history entry of each listed lead as `skipped`.
 async fn skip_open_entries(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     lead_ids: &[String],
     reason: &str,
     now: i64,
@@ -87,8 +129,8 @@ async fn skip_open_entries(
     let detail = rows::json_text(&serde_json::json!({"reason": reason}));
     for id in lead_ids {
         sqlx::query(
-            "UPDATE lead_history SET status = 'skipped', exited_at = ?, detail = COALESCE(detail, ?)
-             WHERE lead_id = ? AND exited_at IS NULL",
+            "UPDATE lead_history SET status = 'skipped', exited_at = $1, detail = COALESCE(detail, $2)
+             WHERE lead_id = $3 AND exited_at IS NULL",
         )
         .bind(now)
         .bind(&detail)
@@ -103,15 +145,15 @@ async fn skip_open_entries(
 /// Ends leads now (`removed` with `reason`) unless a step is in flight; those get `removal` set and end
 /// when the step finishes. Every touched lead's `seq` moves, fencing out stale engine work.
 async fn remove_leads_where(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     condition: &str,
     bind: &str,
     reason: &str,
     now: i64,
 ) -> StoreResult<u64> {
     let ended: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "UPDATE leads SET status = 'removed', state = NULL, due_at = NULL, queued_at = NULL, exit_reason = ?1,
-             finished_at = ?2, updated_at = ?2, seq = seq + 1, lease_owner = NULL, lease_until = NULL
+        "UPDATE leads SET status = 'removed', state = NULL, due_at = NULL, queued_at = NULL, exit_reason = $1,
+             finished_at = $2, updated_at = $2, seq = seq + 1, lease_owner = NULL, lease_until = NULL
          WHERE {condition} AND status IN ('pending', 'in_progress') AND COALESCE(state, '') NOT IN ('calling', 'running')
          RETURNING id"
     )))
@@ -123,7 +165,7 @@ async fn remove_leads_where(
     .db()?;
     skip_open_entries(conn, &ended, reason, now).await?;
     let deferred = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE leads SET removal = ?1, seq = seq + 1, updated_at = ?2
+        "UPDATE leads SET removal = $1, seq = seq + 1, updated_at = $2
          WHERE {condition} AND status = 'in_progress' AND state IN ('calling', 'running')"
     )))
     .bind(reason)
@@ -146,7 +188,7 @@ use switchboard_store::records::*;
 use switchboard_store::*;
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.db().map(|_| ())
     }
@@ -224,7 +266,7 @@ impl Store for SqliteStore {
         content_type: Option<&str>,
         body: &[u8],
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE idempotency_keys SET state = 'done', status = ?, content_type = ?, body = ? WHERE api_key_id = ? AND key = ?")
+        sqlx::query("UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3 WHERE api_key_id = $4 AND key = $5")
             .bind(i64::from(status))
             .bind(content_type)
             .bind(body)
@@ -237,7 +279,7 @@ impl Store for SqliteStore {
     }
 
     async fn idempotency_abandon(&self, api_key_id: &str, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = ? AND key = ? AND state = 'in_progress'")
+        sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND state = 'in_progress'")
             .bind(api_key_id)
             .bind(key)
             .execute(&self.writer)
