@@ -100,7 +100,7 @@ impl Engine {
     /// Runs until `shutdown` turns true. Steps in flight at shutdown keep their lease and are re-driven
     /// (with the same idempotency key) by the next start.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        if let Err(e) = self.store.release_all_leases().await {
+        if let Err(e) = self.store.recover_after_restart().await {
             tracing::error!(error = %e, "could not release old leases");
         }
         let (results_tx, mut results_rx) = mpsc::unbounded_channel::<ActionResult>();

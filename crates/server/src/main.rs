@@ -41,6 +41,9 @@ struct ServeArgs {
     /// Divides every wait the engine schedules (for tests and demos).
     #[arg(long, env = "SWITCHBOARD_TIME_SCALE", default_value_t = 1.0)]
     time_scale: f64,
+    /// How long a claimed lead stays this process's without a commit (another process takes it over after).
+    #[arg(long, env = "SWITCHBOARD_LEASE_SECONDS", default_value_t = 30)]
+    lease_seconds: u64,
     /// Requests per second per API key (bursts up to twice that); 0 turns limits off.
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = 100)]
     rate_limit: u32,
@@ -115,6 +118,7 @@ async fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     let engine = EngineConfig {
         time_scale: args.time_scale,
         allow_private_targets: args.allow_private_targets,
+        lease_ms: args.lease_seconds.clamp(1, 3600) as i64 * 1000,
         ..Default::default()
     };
     let running = start(

@@ -2,7 +2,7 @@
 
 use crate::rows::{self, Db, json_text};
 use crate::workflows::{active_numbers, graph_of, load_edges, load_nodes, wake_throttled};
-use crate::{SqlStore, maybe_complete};
+use crate::{Backend, SqlStore, maybe_complete};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use switchboard_domain::model::{LeadStatus, WorkflowStatus};
@@ -16,15 +16,20 @@ pub(crate) async fn claim_due(
     lease_until: i64,
     limit: u32,
 ) -> StoreResult<Vec<LeadRow>> {
-    let rows = sqlx::query(
+    // PostgreSQL processes skip rows another claim holds; SQLite's single writer serialises claims anyway.
+    let lock = match store.backend {
+        Backend::Postgres => "FOR UPDATE OF l SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE leads SET lease_owner = $1, lease_until = $2
          WHERE id IN (
              SELECT l.id FROM leads l JOIN workflows w ON w.id = l.workflow_id
              WHERE l.due_at <= $3 AND l.status = 'in_progress' AND (l.lease_until IS NULL OR l.lease_until < $3)
                AND (w.status = 'active' OR l.state IN ('calling', 'running'))
-             ORDER BY l.due_at, l.rowid LIMIT $4)
-         RETURNING *, rowid AS enrol_order",
-    )
+             ORDER BY l.due_at, l.rowid LIMIT $4 {lock})
+         RETURNING *, rowid AS enrol_order"
+    )))
     .bind(owner)
     .bind(lease_until)
     .bind(now)
@@ -72,10 +77,7 @@ pub(crate) async fn engine_snapshot(store: &SqlStore, workflow_id: &str) -> Stor
     }))
 }
 
-pub(crate) async fn workflow_revisions(
-    store: &SqlStore,
-    workflow_ids: &[String],
-) -> StoreResult<HashMap<String, i64>> {
+pub(crate) async fn workflow_revisions(store: &SqlStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, i64>> {
     let mut conn = store.read().await?;
     let mut out = HashMap::with_capacity(workflow_ids.len());
     for id in workflow_ids {
@@ -175,9 +177,12 @@ pub(crate) async fn commit_changes(
                      call_id, attempts, detail, entered_at, exited_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
-                     outcome = COALESCE(excluded.outcome, outcome), edge_id = COALESCE(excluded.edge_id, edge_id),
-                     next_node_id = COALESCE(excluded.next_node_id, next_node_id), call_id = COALESCE(excluded.call_id, call_id),
-                     attempts = COALESCE(excluded.attempts, attempts), detail = COALESCE(excluded.detail, detail),
+                     outcome = COALESCE(excluded.outcome, lead_history.outcome),
+                     edge_id = COALESCE(excluded.edge_id, lead_history.edge_id),
+                     next_node_id = COALESCE(excluded.next_node_id, lead_history.next_node_id),
+                     call_id = COALESCE(excluded.call_id, lead_history.call_id),
+                     attempts = COALESCE(excluded.attempts, lead_history.attempts),
+                     detail = COALESCE(excluded.detail, lead_history.detail),
                      exited_at = excluded.exited_at",
             )
             .bind(&lead.id)
@@ -312,7 +317,12 @@ pub(crate) async fn next_due_at(store: &SqlStore) -> StoreResult<Option<i64>> {
     }))
 }
 
-pub(crate) async fn release_all_leases(store: &SqlStore, now: i64) -> StoreResult<()> {
+/// SQLite serves one process, so a restarting process takes every lease back at once and re-drives steps
+/// that were in flight. On PostgreSQL other processes may hold live leases: they are left to expire.
+pub(crate) async fn recover_after_restart(store: &SqlStore, now: i64) -> StoreResult<()> {
+    if store.backend == Backend::Postgres {
+        return Ok(());
+    }
     let mut tx = store.writer.begin().await.db()?;
     // Steps in flight in a process that is gone are re-driven at once, with their original idempotency key.
     sqlx::query("UPDATE leads SET due_at = $1 WHERE state = 'running' AND status = 'in_progress' AND due_at > $2")

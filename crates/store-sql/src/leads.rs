@@ -3,7 +3,7 @@
 use crate::rows::{self, Db, json_text};
 use crate::workflows::{graph_of, load_edges, load_nodes, load_workflow};
 use crate::{SqlStore, maybe_complete, not_found, remove_leads_where};
-use sqlx::{Row, AnyConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::HashSet;
 use switchboard_domain::config::NodeConfig;
 use switchboard_domain::ids;
@@ -88,7 +88,10 @@ impl SqlEnrolment {
         };
         let sql = format!(
             "SELECT phone_number FROM leads WHERE workflow_id = $1 AND phone_number IN ({}){open_only}",
-            (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+            (2..chunk.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(&self.workflow_id);
         for lead in chunk {

@@ -42,9 +42,11 @@ async fn sqlite_pool(url: &str, connections: u32) -> StoreResult<AnyPool> {
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // NORMAL survives process crashes (kill -9); FULL would also survive power loss.
-                for pragma in
-                    ["PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL"]
-                {
+                for pragma in [
+                    "PRAGMA busy_timeout = 10000",
+                    "PRAGMA foreign_keys = ON",
+                    "PRAGMA synchronous = NORMAL",
+                ] {
                     sqlx::query(pragma).execute(&mut *conn).await?;
                 }
                 Ok(())
@@ -64,9 +66,16 @@ impl SqlStore {
         if url.starts_with("sqlite:") {
             let writer = sqlite_pool(&with_param(url, "mode=rwc"), 1).await?;
             sqlx::query("PRAGMA journal_mode = WAL").execute(&writer).await.db()?;
-            sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(migrated)?;
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&writer)
+                .await
+                .map_err(migrated)?;
             let reader = sqlite_pool(&with_param(url, "mode=ro"), 4).await?;
-            Ok(Self { writer, reader, backend: Backend::Sqlite })
+            Ok(Self {
+                writer,
+                reader,
+                backend: Backend::Sqlite,
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
@@ -74,8 +83,15 @@ impl SqlStore {
                 .connect(url)
                 .await
                 .db()?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(migrated)?;
-            Ok(Self { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(migrated)?;
+            Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+                backend: Backend::Postgres,
+            })
         } else {
             Err(StoreError::Backend(format!(
                 "unsupported database URL {url:?}: use sqlite://PATH or postgres://..."
@@ -105,9 +121,21 @@ async fn bump_revision(conn: &mut AnyConnection, workflow_id: &str, now: i64) ->
 
 /// Marks an active workflow `completed` when `auto_complete` is on and every one of its leads is final.
 async fn maybe_complete(conn: &mut AnyConnection, workflow_id: &str, now: i64) -> StoreResult<bool> {
+    let settings: Option<String> =
+        sqlx::query_scalar("SELECT settings FROM workflows WHERE id = $1 AND status = 'active'")
+            .bind(workflow_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
+    let auto_complete = settings
+        .and_then(|text| serde_json::from_str::<switchboard_domain::settings::WorkflowSettings>(&text).ok())
+        .is_some_and(|s| s.auto_complete);
+    if !auto_complete {
+        return Ok(false);
+    }
     let done = sqlx::query(
         "UPDATE workflows SET status = 'completed', revision = revision + 1, updated_at = $1
-         WHERE id = $2 AND status = 'active' AND json_extract(settings, '$.auto_complete') = 1
+         WHERE id = $2 AND status = 'active'
            AND EXISTS (SELECT 1 FROM leads WHERE workflow_id = $2)
            AND NOT EXISTS (SELECT 1 FROM leads WHERE workflow_id = $2 AND status IN ('pending', 'in_progress'))",
     )
@@ -120,12 +148,7 @@ async fn maybe_complete(conn: &mut AnyConnection, workflow_id: &str, now: i64) -
 }
 
 /// Closes the open history entry of each listed lead as `skipped`.
-async fn skip_open_entries(
-    conn: &mut AnyConnection,
-    lead_ids: &[String],
-    reason: &str,
-    now: i64,
-) -> StoreResult<()> {
+async fn skip_open_entries(conn: &mut AnyConnection, lead_ids: &[String], reason: &str, now: i64) -> StoreResult<()> {
     let detail = rows::json_text(&serde_json::json!({"reason": reason}));
     for id in lead_ids {
         sqlx::query(
@@ -478,7 +501,7 @@ impl Store for SqlStore {
         engine::next_due_at(self).await
     }
 
-    async fn release_all_leases(&self) -> StoreResult<()> {
-        engine::release_all_leases(self, switchboard_domain::time::now_ms()).await
+    async fn recover_after_restart(&self) -> StoreResult<()> {
+        engine::recover_after_restart(self, switchboard_domain::time::now_ms()).await
     }
 }

@@ -48,10 +48,7 @@ fn opt_enum<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> StoreRe
     text.map(|t| parse_enum(col, &t, parse)).transpose()
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
-    row: &'r AnyRow,
-    col: &str,
-) -> StoreResult<T> {
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, col: &str) -> StoreResult<T> {
     row.try_get(col).db()
 }
 

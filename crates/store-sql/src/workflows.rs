@@ -2,7 +2,7 @@
 
 use crate::rows::{self, Db, json_text};
 use crate::{SqlStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
-use sqlx::{Row, AnyConnection};
+use sqlx::{AnyConnection, Row};
 use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
 use switchboard_domain::model::WorkflowStatus;
@@ -60,15 +60,17 @@ pub(crate) async fn create_api_key(
     hash: &str,
 ) -> StoreResult<ApiKeyRecord> {
     let mut conn = store.writer.acquire().await.db()?;
-    sqlx::query("INSERT INTO api_keys (id, organization_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(key_id)
-        .bind(org)
-        .bind(name)
-        .bind(hash)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await
-        .db()?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, organization_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(key_id)
+    .bind(org)
+    .bind(name)
+    .bind(hash)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await
+    .db()?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.id = $1")))
         .bind(key_id)
         .fetch_one(&mut *conn)
@@ -242,18 +244,20 @@ pub(crate) async fn update_agent(store: &SqlStore, org: &str, id: &str, patch: A
 }
 
 /// How many VOICE_CALL nodes of the organization's non-final workflows have `config.<field>` = `value`.
-async fn voice_nodes_using(conn: &mut AnyConnection, org: &str, field: &str, value: &str) -> StoreResult<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM nodes n JOIN workflows w ON w.id = n.workflow_id
-         WHERE w.organization_id = $1 AND w.status NOT IN ('completed', 'cancelled') AND n.node_type = 'VOICE_CALL'
-           AND json_extract(n.config, '$.' || $2) = $3",
+async fn voice_nodes_using(conn: &mut AnyConnection, org: &str, field: &str, value: &str) -> StoreResult<usize> {
+    let configs: Vec<String> = sqlx::query_scalar(
+        "SELECT n.config FROM nodes n JOIN workflows w ON w.id = n.workflow_id
+         WHERE w.organization_id = $1 AND w.status NOT IN ('completed', 'cancelled') AND n.node_type = 'VOICE_CALL'",
     )
     .bind(org)
-    .bind(field)
-    .bind(value)
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
-    .db()
+    .db()?;
+    Ok(configs
+        .iter()
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .filter(|config| config.get(field).and_then(serde_json::Value::as_str) == Some(value))
+        .count())
 }
 
 pub(crate) async fn delete_agent(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
@@ -506,14 +510,20 @@ pub(crate) async fn list_workflows(
     page: PageRequest,
 ) -> StoreResult<Page<Workflow>> {
     let mut conn = store.read().await?;
-    let condition = "w.organization_id = $1 AND ($2 IS NULL OR w.status = $2) AND ($3 IS NULL OR lower(w.title) LIKE '%' || lower($3) || '%')";
+    let condition = "w.organization_id = $1 AND ($2 IS NULL OR w.status = $2)
+        AND ($3 IS NULL OR lower(w.title) LIKE '%' || lower($3) || '%' ESCAPE '!')";
+    // The search is a plain substring: LIKE's wildcards in it are escaped.
+    let search = filter
+        .search
+        .as_ref()
+        .map(|s| s.replace('!', "!!").replace('%', "!%").replace('_', "!_"));
     let status = filter.status.map(|s| s.as_str());
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM workflows w WHERE {condition}"
     )))
     .bind(org)
     .bind(status)
-    .bind(&filter.search)
+    .bind(&search)
     .fetch_one(&mut *conn)
     .await
     .db()?;
@@ -522,7 +532,7 @@ pub(crate) async fn list_workflows(
     )))
     .bind(org)
     .bind(status)
-    .bind(&filter.search)
+    .bind(&search)
     .bind(page.limit as i64)
     .bind(page.offset() as i64)
     .fetch_all(&mut *conn)
@@ -609,11 +619,13 @@ pub(crate) async fn update_workflow(
 
 /// Gives every throttled lead of the workflow another try, in due order.
 pub(crate) async fn wake_throttled(conn: &mut AnyConnection, workflow_id: &str) -> StoreResult<()> {
-    sqlx::query("UPDATE leads SET due_at = queued_at WHERE workflow_id = $1 AND state = 'throttled' AND due_at IS NULL")
-        .bind(workflow_id)
-        .execute(conn)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE leads SET due_at = queued_at WHERE workflow_id = $1 AND state = 'throttled' AND due_at IS NULL",
+    )
+    .bind(workflow_id)
+    .execute(conn)
+    .await
+    .db()?;
     Ok(())
 }
 
@@ -764,11 +776,12 @@ async fn directory(
         .map(rows::agent)
         .collect::<StoreResult<Vec<_>>>()?;
     let numbers = active_numbers(conn, org).await?;
-    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = $1 ORDER BY key")
-        .bind(workflow_id)
-        .fetch_all(&mut *conn)
-        .await
-        .db()?;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM lead_variable_keys WHERE workflow_id = $1 ORDER BY key")
+            .bind(workflow_id)
+            .fetch_all(&mut *conn)
+            .await
+            .db()?;
     Ok((agents, numbers, keys))
 }
 
@@ -957,16 +970,18 @@ pub(crate) async fn update_node(
     let mut tx = store.writer.begin().await.db()?;
     editable_workflow(&mut tx, org, workflow_id).await?;
     let node = node_in_workflow(&mut tx, workflow_id, node_id).await?;
-    sqlx::query("UPDATE nodes SET label = $1, position_x = $2, position_y = $3, config = $4, updated_at = $5 WHERE id = $6")
-        .bind(patch.label.unwrap_or(node.label))
-        .bind(patch.position_x.unwrap_or(node.position_x))
-        .bind(patch.position_y.unwrap_or(node.position_y))
-        .bind(json_text(&patch.config.unwrap_or(node.config)))
-        .bind(now)
-        .bind(node_id)
-        .execute(&mut *tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE nodes SET label = $1, position_x = $2, position_y = $3, config = $4, updated_at = $5 WHERE id = $6",
+    )
+    .bind(patch.label.unwrap_or(node.label))
+    .bind(patch.position_x.unwrap_or(node.position_x))
+    .bind(patch.position_y.unwrap_or(node.position_y))
+    .bind(json_text(&patch.config.unwrap_or(node.config)))
+    .bind(now)
+    .bind(node_id)
+    .execute(&mut *tx)
+    .await
+    .db()?;
     bump_revision(&mut tx, workflow_id, now).await?;
     let updated = node_in_workflow(&mut tx, workflow_id, node_id).await?;
     tx.commit().await.db()?;
@@ -992,7 +1007,7 @@ pub(crate) async fn delete_node(
         ));
     }
     let (standing, in_flight): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), COALESCE(sum(state IN ('calling', 'running')), 0) FROM leads
+        "SELECT count(*), COALESCE(sum(CASE WHEN state IN ('calling', 'running') THEN 1 ELSE 0 END), 0) FROM leads
          WHERE workflow_id = $1 AND current_node_id = $2 AND status = 'in_progress'",
     )
     .bind(workflow_id)

@@ -355,6 +355,7 @@ pub trait Store: Send + Sync {
     async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult>;
     /// The earliest due time of any claimable lead.
     async fn next_due_at(&self) -> StoreResult<Option<i64>>;
-    /// Drops every lease (a single-process backend restarting takes its leads back at once).
-    async fn release_all_leases(&self) -> StoreResult<()>;
+    /// Called when an engine starts: a single-process backend takes every lease back at once and re-drives
+    /// steps in flight; a shared one leaves live leases of other processes alone.
+    async fn recover_after_restart(&self) -> StoreResult<()>;
 }

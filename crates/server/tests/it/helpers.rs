@@ -24,6 +24,26 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// A fresh, empty database for one test: a SQLite file in `dir`, or — with
+/// `SWITCHBOARD_TEST_DATABASE=postgres` — a new schema in the PostgreSQL database named by
+/// `SWITCHBOARD_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+pub async fn test_database(dir: &TempDir) -> String {
+    if std::env::var("SWITCHBOARD_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}", dir.path().join("test.db").display());
+    }
+    use sqlx::Connection;
+    let base = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let schema = switchboard_domain::ids::new_id("t_");
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL for tests");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
+
 /// High enough never to bind the tests, so the rate-limit headers are always exercised.
 pub const TEST_RATE_LIMIT: u32 = 100_000;
 
@@ -50,7 +70,7 @@ impl TestApp {
 
     pub async fn spawn_config(config: ServeConfig) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let db_url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let db_url = test_database(&dir).await;
         Self::spawn_on(db_url, dir, config).await
     }
 

@@ -40,6 +40,8 @@ fn serve(db_url: &str, port: u16) -> Server {
         // 2 days / 200,000 is about 0.9 s; a 30 s call lasts 0.15 ms.
         .env("SWITCHBOARD_TIME_SCALE", "200000")
         .env("SWITCHBOARD_LOG", "warn")
+        // On PostgreSQL a restarted process waits for its dead predecessor's leases to lapse.
+        .env("SWITCHBOARD_LEASE_SECONDS", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -69,7 +71,7 @@ const PATTERNS: [(&str, &str); 8] = [
 #[tokio::test]
 async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let db_url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let db_url = crate::helpers::test_database(&dir).await;
     let created = Command::new(BIN)
         .args(["keys", "create", "--org", "acme", "--json"])
         .env("SWITCHBOARD_DATABASE_URL", &db_url)
