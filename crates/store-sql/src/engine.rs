@@ -224,15 +224,19 @@ pub(crate) async fn commit_changes(
             .db()?;
     }
     for workflow_id in &freed {
-        wake_throttled(&mut tx, workflow_id).await?;
+        wake_throttled(&mut tx, store.backend, workflow_id).await?;
     }
     for workflow_id in &touched {
-        sqlx::query("UPDATE workflows SET last_triggered_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(workflow_id)
-            .execute(&mut *tx)
-            .await
-            .db()?;
+        // At most once a second: every process's batches would otherwise queue on this row.
+        sqlx::query(
+            "UPDATE workflows SET last_triggered_at = $1
+             WHERE id = $2 AND (last_triggered_at IS NULL OR last_triggered_at < $1 - 1000)",
+        )
+        .bind(now)
+        .bind(workflow_id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
     }
     for workflow_id in &finished {
         maybe_complete(&mut tx, workflow_id, now).await?;

@@ -1,7 +1,7 @@
 //! Organizations, keys, agents, phone numbers, workflows, nodes and edges.
 
 use crate::rows::{self, Db, json_text};
-use crate::{SqlStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
+use crate::{Backend, SqlStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
 use sqlx::{AnyConnection, Row};
 use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
@@ -610,7 +610,7 @@ pub(crate) async fn update_workflow(
     .await
     .db()?;
     if settings.max_concurrent_calls > workflow.settings.max_concurrent_calls {
-        wake_throttled(&mut tx, id).await?;
+        wake_throttled(&mut tx, store.backend, id).await?;
     }
     let updated = load_workflow(&mut tx, org, id).await?;
     tx.commit().await.db()?;
@@ -618,10 +618,17 @@ pub(crate) async fn update_workflow(
 }
 
 /// Gives every throttled lead of the workflow another try, in due order.
-pub(crate) async fn wake_throttled(conn: &mut AnyConnection, workflow_id: &str) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE leads SET due_at = queued_at WHERE workflow_id = $1 AND state = 'throttled' AND due_at IS NULL",
-    )
+pub(crate) async fn wake_throttled(conn: &mut AnyConnection, backend: Backend, workflow_id: &str) -> StoreResult<()> {
+    // Rows another transaction holds (a lead being decided elsewhere) are skipped rather than waited for, so
+    // two processes freeing slots at once cannot deadlock; that lead is decided afresh anyway.
+    let lock = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE leads SET due_at = queued_at WHERE id IN (
+             SELECT id FROM leads WHERE workflow_id = $1 AND state = 'throttled' AND due_at IS NULL {lock})"
+    )))
     .bind(workflow_id)
     .execute(conn)
     .await
@@ -896,7 +903,7 @@ pub(crate) async fn transition_workflow(
                 .db()?;
             start_pending(&mut tx, id, &entry.id, now).await?;
         }
-        wake_throttled(&mut tx, id).await?;
+        wake_throttled(&mut tx, store.backend, id).await?;
     }
     sqlx::query("UPDATE workflows SET status = $1, activated_at = COALESCE(activated_at, $2) WHERE id = $3")
         .bind(next.as_str())

@@ -34,7 +34,12 @@ impl Drop for Server {
 }
 
 fn serve(db_url: &str, port: u16) -> Server {
+    serve_with(db_url, port, &[])
+}
+
+fn serve_with(db_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
     let child = Command::new(BIN)
+        .envs(env.iter().copied())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("SWITCHBOARD_DATABASE_URL", db_url)
         // 2 days / 200,000 is about 0.9 s; a 30 s call lasts 0.15 ms.
@@ -50,6 +55,7 @@ fn serve(db_url: &str, port: u16) -> Server {
 }
 
 async fn wait_healthy(base: &str) {
+    switchboard::install_crypto_provider();
     let started = Instant::now();
     while reqwest::get(format!("{base}/healthz")).await.is_err() {
         assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
@@ -175,4 +181,82 @@ async fn a_graceful_restart_resumes_every_lead_at_once() {
         assert_eq!(app.history(&flow.id, id).await.len(), path.len());
         assert_eq!(app.calls_of(id).await.len(), calls);
     }
+}
+
+#[tokio::test]
+async fn three_processes_share_one_postgres_workflow_and_survive_losing_one() {
+    if std::env::var("SWITCHBOARD_TEST_DATABASE").as_deref() != Ok("postgres") {
+        eprintln!("several processes need PostgreSQL: this test runs in the PostgreSQL pass of scripts/test");
+        return;
+    }
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let db_url = crate::helpers::test_database(&dir).await;
+    let created = Command::new(BIN)
+        .args(["keys", "create", "--org", "acme", "--json"])
+        .env("SWITCHBOARD_DATABASE_URL", &db_url)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut servers: Vec<Server> = ports.iter().map(|port| serve(&db_url, *port)).collect();
+    for port in ports {
+        wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+    }
+    let base = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let app = TestApp::attach(
+        base(0),
+        key["api_key"].as_str().unwrap().to_string(),
+        db_url.clone(),
+        dir.clone(),
+    )
+    .await;
+    let flow = app.nurture_workflow().await;
+    app.patch(
+        &format!("/v1/workflows/{}", flow.id),
+        json!({"settings": {"max_concurrent_calls": 1000}}),
+    )
+    .await;
+    // Some calls talk longer than a lease (600,000 s / 200,000 = 3 s > 2 s): still dialled once.
+    let leads: Vec<Value> = (0..300)
+        .map(|i| {
+            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
+            let talk = if i % 25 == 0 { "600000" } else { "30" };
+            json!({"phone_number": format!("+1201555{:04}", 1000 + i),
+                   "metadata": {"sim_outcome": outcome, "sim_analysis": analysis, "sim_duration_seconds": talk}})
+        })
+        .collect();
+    let enrolled = app
+        .post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
+        .await;
+    assert_eq!(enrolled.body["leads_enrolled"], 300, "{}", enrolled.body);
+    app.activate(&flow.id).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    servers[1].kill_9();
+    // The others take the dead process's leads over once its leases lapse.
+    let app = TestApp::attach(base(2), app.key.clone(), db_url.clone(), dir.clone()).await;
+    let done = app
+        .wait_for_status(&flow.id, "completed", Duration::from_secs(90))
+        .await;
+    assert_eq!(done["lead_counts"]["in_progress"], 0);
+    let calls = app
+        .get(&format!("/v1/calls?workflow_id={}&limit=1", flow.id))
+        .await
+        .body["meta"]["total"]
+        .clone();
+    let mut expected_calls = 0;
+    for lead in app.leads(&flow.id).await {
+        let (path, status, calls) = expected_nurture(&lead["metadata"]);
+        let phone = lead["phone_number"].as_str().unwrap();
+        assert_eq!(lead["status"], status, "{phone}");
+        let history = app.history(&flow.id, lead["id"].as_str().unwrap()).await;
+        let labels: Vec<&str> = history.iter().map(|h| h["node_label"].as_str().unwrap()).collect();
+        assert_eq!(labels, path, "{phone}");
+        expected_calls += calls;
+    }
+    assert_eq!(
+        calls, expected_calls,
+        "every attempt dialled exactly once across the three processes"
+    );
+    drop(servers);
 }
