@@ -3,13 +3,13 @@
 
 use crate::action::{ActionRequest, ActionResult};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use switchboard_domain::condition::{self, DataContext};
 use switchboard_domain::config::{ApplicationConfig, NodeConfig, TimeConfig, VoiceCallConfig};
 use switchboard_domain::hours;
 use switchboard_domain::ids;
 use switchboard_domain::model::{CallOutcome, CallStatus, LeadState, LeadStatus, NodeType, StepStatus, WorkflowStatus};
 use switchboard_domain::simulator;
+use switchboard_store::CallsInFlight;
 use switchboard_store::engine::{CallFinish, CallWrite, HistoryWrite, LeadChange, LeadRow, WorkflowSnapshot};
 use switchboard_store::records::Call;
 
@@ -26,8 +26,10 @@ pub(crate) enum Input {
 pub(crate) struct BatchContext {
     pub now: i64,
     pub time_scale: f64,
-    /// Calls in flight per workflow, kept current while the batch is decided.
-    pub calls_in_flight: HashMap<String, u32>,
+    /// Calls in flight per workflow and per organization, kept current while the batch is decided.
+    pub calls_in_flight: CallsInFlight,
+    /// The organization-wide cap on calls in flight.
+    pub org_max_concurrent_calls: u32,
 }
 
 impl BatchContext {
@@ -422,17 +424,18 @@ impl Work<'_> {
                 return self.wait(LeadState::OutsideHours, Some(opening), Some(detail));
             }
         }
-        let cap = self.snap.settings.max_concurrent_calls;
-        let in_flight = self
-            .batch
-            .calls_in_flight
-            .entry(self.lead.workflow_id.clone())
-            .or_insert(0);
-        if *in_flight >= cap {
+        let (workflow, org) = (self.lead.workflow_id.clone(), self.lead.organization_id.clone());
+        let counts = &mut self.batch.calls_in_flight;
+        let workflow_full =
+            *counts.by_workflow.entry(workflow.clone()).or_insert(0) >= self.snap.settings.max_concurrent_calls;
+        let org_full = *counts.by_organization.entry(org.clone()).or_insert(0) >= self.batch.org_max_concurrent_calls;
+        if workflow_full || org_full {
             self.lead.queued_at = Some(self.lead.queued_at.or(self.lead.due_at).unwrap_or(self.batch.now));
-            return self.wait(LeadState::Throttled, None, None);
+            let limit = if workflow_full { "workflow" } else { "organization" };
+            return self.wait(LeadState::Throttled, None, Some(json!({"throttled_by": limit})));
         }
-        *in_flight += 1;
+        *counts.by_workflow.entry(workflow).or_insert(0) += 1;
+        *counts.by_organization.entry(org).or_insert(0) += 1;
         self.dial(agent_id, from);
     }
 
@@ -513,7 +516,14 @@ impl Work<'_> {
                 ended_at: now,
             }));
         }
-        if let Some(n) = self.batch.calls_in_flight.get_mut(&self.lead.workflow_id) {
+        let counts = &mut self.batch.calls_in_flight;
+        for n in [
+            counts.by_workflow.get_mut(&self.lead.workflow_id),
+            counts.by_organization.get_mut(&self.lead.organization_id),
+        ]
+        .into_iter()
+        .flatten()
+        {
             *n = n.saturating_sub(1);
         }
         self.freed_call_slot = true;

@@ -22,6 +22,8 @@ pub struct EngineConfig {
     pub time_scale: f64,
     /// Lets APPLICATION webhooks reach loopback and private addresses.
     pub allow_private_targets: bool,
+    /// Calls in flight at once across an organization's workflows.
+    pub org_max_concurrent_calls: u32,
     /// Leads claimed per batch (one transaction commits the whole batch).
     pub batch_size: u32,
     /// How long a claim stays ours without a commit.
@@ -35,6 +37,7 @@ impl Default for EngineConfig {
         Self {
             time_scale: 1.0,
             allow_private_targets: false,
+            org_max_concurrent_calls: 50,
             batch_size: 256,
             lease_ms: 30_000,
             idle_poll_ms: 1_000,
@@ -203,10 +206,14 @@ impl Engine {
         }
         let snapshots = self.snapshots(&inputs).await?;
         let workflow_ids: Vec<String> = snapshots.keys().cloned().collect();
+        let mut org_ids: Vec<String> = snapshots.values().map(|s| s.organization_id.clone()).collect();
+        org_ids.sort();
+        org_ids.dedup();
         let mut batch = BatchContext {
             now,
             time_scale: self.config.time_scale,
-            calls_in_flight: self.store.calls_in_flight(&workflow_ids).await?,
+            calls_in_flight: self.store.calls_in_flight(&workflow_ids, &org_ids).await?,
+            org_max_concurrent_calls: self.config.org_max_concurrent_calls,
         };
         let mut changes: Vec<LeadChange> = Vec::with_capacity(inputs.len());
         let mut actions: Vec<(String, ActionRequest)> = Vec::new();

@@ -44,6 +44,9 @@ struct ServeArgs {
     /// How long a claimed lead stays this process's without a commit (another process takes it over after).
     #[arg(long, env = "SWITCHBOARD_LEASE_SECONDS", default_value_t = 30)]
     lease_seconds: u64,
+    /// Calls in flight at once across all workflows of an organization.
+    #[arg(long, env = "SWITCHBOARD_ORG_MAX_CONCURRENT_CALLS", default_value_t = 50)]
+    org_max_concurrent_calls: u32,
     /// Requests per second per API key (bursts up to twice that); 0 turns limits off.
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = 100)]
     rate_limit: u32,
@@ -119,6 +122,7 @@ async fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
         time_scale: args.time_scale,
         allow_private_targets: args.allow_private_targets,
         lease_ms: args.lease_seconds.clamp(1, 3600) as i64 * 1000,
+        org_max_concurrent_calls: args.org_max_concurrent_calls.max(1),
         ..Default::default()
     };
     let running = start(

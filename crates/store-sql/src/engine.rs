@@ -6,8 +6,8 @@ use crate::{Backend, SqlStore, maybe_complete};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use switchboard_domain::model::{LeadStatus, WorkflowStatus};
-use switchboard_store::StoreResult;
 use switchboard_store::engine::*;
+use switchboard_store::{CallsInFlight, StoreResult};
 
 pub(crate) async fn claim_due(
     store: &SqlStore,
@@ -93,19 +93,32 @@ pub(crate) async fn workflow_revisions(store: &SqlStore, workflow_ids: &[String]
     Ok(out)
 }
 
-pub(crate) async fn calls_in_flight(store: &SqlStore, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
-    let mut out = HashMap::new();
+pub(crate) async fn calls_in_flight(
+    store: &SqlStore,
+    workflow_ids: &[String],
+    organization_ids: &[String],
+) -> StoreResult<CallsInFlight> {
     let mut conn = store.writer.acquire().await.db()?;
-    for id in workflow_ids {
-        // Served by the partial index `leads_calling`.
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leads WHERE workflow_id = $1 AND state = 'calling'")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await
-            .db()?;
-        out.insert(id.clone(), n as u32);
-    }
-    Ok(out)
+    let mut count = async |column: &str, ids: &[String]| -> StoreResult<HashMap<String, u32>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            // Served by the partial indexes `leads_calling` and `leads_calling_org`.
+            let sql = format!("SELECT count(*) FROM leads WHERE {column} = $1 AND state = 'calling'");
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_one(&mut *conn)
+                .await
+                .db()?;
+            out.insert(id.clone(), n as u32);
+        }
+        Ok(out)
+    };
+    let by_workflow = count("workflow_id", workflow_ids).await?;
+    let by_organization = count("organization_id", organization_ids).await?;
+    Ok(CallsInFlight {
+        by_workflow,
+        by_organization,
+    })
 }
 
 pub(crate) async fn commit_changes(
@@ -128,7 +141,7 @@ pub(crate) async fn commit_changes(
     }
     let mut result = CommitResult::default();
     let mut touched = HashSet::new();
-    let mut freed = HashSet::new();
+    let mut freed_orgs = HashSet::new();
     let mut finished = HashSet::new();
     for change in changes {
         let lead = &change.lead;
@@ -208,7 +221,7 @@ pub(crate) async fn commit_changes(
         }
         touched.insert(lead.workflow_id.clone());
         if change.freed_call_slot {
-            freed.insert(lead.workflow_id.clone());
+            freed_orgs.insert(lead.organization_id.clone());
         }
         if lead.status != LeadStatus::InProgress {
             finished.insert(lead.workflow_id.clone());
@@ -223,8 +236,9 @@ pub(crate) async fn commit_changes(
             .await
             .db()?;
     }
-    for workflow_id in &freed {
-        wake_throttled(&mut tx, store.backend, workflow_id).await?;
+    // A freed slot may be the organization's: every throttled lead of the organization tries again.
+    for organization_id in &freed_orgs {
+        wake_throttled(&mut tx, store.backend, "organization_id", organization_id).await?;
     }
     for workflow_id in &touched {
         // At most once a second: every process's batches would otherwise queue on this row.

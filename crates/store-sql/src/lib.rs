@@ -489,8 +489,12 @@ impl Store for SqlStore {
         engine::workflow_revisions(self, workflow_ids).await
     }
 
-    async fn calls_in_flight(&self, workflow_ids: &[String]) -> StoreResult<HashMap<String, u32>> {
-        engine::calls_in_flight(self, workflow_ids).await
+    async fn calls_in_flight(
+        &self,
+        workflow_ids: &[String],
+        organization_ids: &[String],
+    ) -> StoreResult<CallsInFlight> {
+        engine::calls_in_flight(self, workflow_ids, organization_ids).await
     }
 
     async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {

@@ -610,15 +610,20 @@ pub(crate) async fn update_workflow(
     .await
     .db()?;
     if settings.max_concurrent_calls > workflow.settings.max_concurrent_calls {
-        wake_throttled(&mut tx, store.backend, id).await?;
+        wake_throttled(&mut tx, store.backend, "workflow_id", id).await?;
     }
     let updated = load_workflow(&mut tx, org, id).await?;
     tx.commit().await.db()?;
     Ok(updated)
 }
 
-/// Gives every throttled lead of the workflow another try, in due order.
-pub(crate) async fn wake_throttled(conn: &mut AnyConnection, backend: Backend, workflow_id: &str) -> StoreResult<()> {
+/// Gives every throttled lead with `scope` (`workflow_id` or `organization_id`) = `id` another try, in due order.
+pub(crate) async fn wake_throttled(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    scope: &str,
+    id: &str,
+) -> StoreResult<()> {
     // Rows another transaction holds (a lead being decided elsewhere) are skipped rather than waited for, so
     // two processes freeing slots at once cannot deadlock; that lead is decided afresh anyway.
     let lock = match backend {
@@ -627,9 +632,9 @@ pub(crate) async fn wake_throttled(conn: &mut AnyConnection, backend: Backend, w
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE leads SET due_at = queued_at WHERE id IN (
-             SELECT id FROM leads WHERE workflow_id = $1 AND state = 'throttled' AND due_at IS NULL {lock})"
+             SELECT id FROM leads WHERE {scope} = $1 AND state = 'throttled' AND due_at IS NULL {lock})"
     )))
-    .bind(workflow_id)
+    .bind(id)
     .execute(conn)
     .await
     .db()?;
@@ -903,7 +908,7 @@ pub(crate) async fn transition_workflow(
                 .db()?;
             start_pending(&mut tx, id, &entry.id, now).await?;
         }
-        wake_throttled(&mut tx, store.backend, id).await?;
+        wake_throttled(&mut tx, store.backend, "workflow_id", id).await?;
     }
     sqlx::query("UPDATE workflows SET status = $1, activated_at = COALESCE(activated_at, $2) WHERE id = $3")
         .bind(next.as_str())

@@ -199,6 +199,12 @@ pub struct NewPhoneNumber {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct CallsInFlight {
+    pub by_workflow: std::collections::HashMap<String, u32>,
+    pub by_organization: std::collections::HashMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct OperationalCounts {
     pub leads_by_status: Vec<(LeadStatus, u64)>,
     pub calls_in_flight: u64,
@@ -349,8 +355,9 @@ pub trait Store: Send + Sync {
     async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>>;
     /// Current `revision` of each listed workflow that exists.
     async fn workflow_revisions(&self, workflow_ids: &[String]) -> StoreResult<std::collections::HashMap<String, i64>>;
-    /// Calls in flight per workflow.
-    async fn calls_in_flight(&self, workflow_ids: &[String]) -> StoreResult<std::collections::HashMap<String, u32>>;
+    /// Calls in flight per listed workflow and per listed organization.
+    async fn calls_in_flight(&self, workflow_ids: &[String], organization_ids: &[String])
+    -> StoreResult<CallsInFlight>;
     /// Commits a batch of changes in one transaction; each is fenced by its lead's `seq` and workflow revision.
     async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult>;
     /// The earliest due time of any claimable lead.

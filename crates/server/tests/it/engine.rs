@@ -564,3 +564,111 @@ async fn calling_hours_hold_calls_until_the_window_opens() {
     assert_eq!((opening_hour.hour() as i64, opening_hour.minute()), (start_hour, 0));
     assert!(app.calls_of(lead["id"].as_str().unwrap()).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_organization_cap_spans_workflows() {
+    let app = TestApp::spawn_with(switchboard_engine::EngineConfig {
+        time_scale: 1000.0,
+        allow_private_targets: true,
+        org_max_concurrent_calls: 3,
+        ..Default::default()
+    })
+    .await;
+    let (agent, from) = app.agent_and_number().await;
+    let mut workflows = Vec::new();
+    for (w, title) in ["North", "South"].iter().enumerate() {
+        let id = app.workflow(title).await;
+        let call = app
+            .node(
+                &id,
+                "VOICE_CALL",
+                "Call",
+                json!({"agent_id": agent, "from_phone_number": from}),
+            )
+            .await;
+        let done = app.node(&id, "CONVERTED", "Done", json!({})).await;
+        app.edge(&id, &call, &done, None).await;
+        // Each workflow alone may run 10 calls; together they share the organization's 3.
+        let leads: Vec<Value> = (0..6)
+            .map(|i| {
+                json!({"phone_number": format!("+1201555{:04}", 300 + w * 10 + i),
+                            "metadata": {"sim_outcome": "COMPLETED", "sim_duration_seconds": "100"}})
+            })
+            .collect();
+        enrol(&app, &id, Value::Array(leads)).await;
+        workflows.push(id);
+    }
+    for id in &workflows {
+        app.activate(id).await;
+    }
+    let mut spans = Vec::new();
+    for id in &workflows {
+        app.wait_for_status(id, "completed", RUN_TIMEOUT).await;
+        let calls = app.get(&format!("/v1/calls?workflow_id={id}&limit=100")).await.body["data"]
+            .as_array()
+            .cloned()
+            .unwrap();
+        assert_eq!(calls.len(), 6);
+        spans.extend(calls.iter().map(|c| (ms(&c["created_at"]), ms(&c["ended_at"]))));
+    }
+    for (start, _) in &spans {
+        let overlapping = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+        assert!(overlapping <= 3, "{overlapping} calls in flight at {start}: {spans:?}");
+    }
+}
+
+#[tokio::test]
+async fn each_lead_keeps_its_own_local_calling_hours() {
+    let app = TestApp::spawn().await;
+    let (id, call) = call_workflow(&app, json!({})).await;
+    let done = app.node(&id, "CONVERTED", "Done", json!({})).await;
+    app.edge(&id, &call, &done, None).await;
+    // A two-hour window around the current hour in Kolkata; New York is 9.5 to 10.5 hours behind, so closed there.
+    let kolkata = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap());
+    let hour = kolkata.hour() as i64;
+    let start = (hour - 1).max(0);
+    let end = if hour + 2 > 23 {
+        "23:59".to_string()
+    } else {
+        format!("{:02}:00", hour + 2)
+    };
+    let hours = json!({"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": format!("{start:02}:00"), "end": end});
+    app.patch(
+        &format!("/v1/workflows/{id}"),
+        json!({"settings": {"calling_hours": hours, "timezone": "UTC"}}),
+    )
+    .await;
+    // One lead read in its number's country's zone (India has one), one in its own zone, New York.
+    enrol(
+        &app,
+        &id,
+        json!([{"phone_number": "+919876543210"}, {"phone_number": "+12015550101", "timezone": "America/New_York"}]),
+    )
+    .await;
+    app.activate(&id).await;
+    let mut new_york = Value::Null;
+    for _ in 0..200 {
+        new_york = lead_by_phone(&app, &id, "+12015550101").await;
+        if new_york["state"] == "outside_hours"
+            && lead_by_phone(&app, &id, "+919876543210").await["status"] == "completed"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        lead_by_phone(&app, &id, "+919876543210").await["status"],
+        "completed",
+        "inside Kolkata's hours"
+    );
+    assert_eq!(new_york["state"], "outside_hours", "{new_york}");
+    assert!(app.calls_of(new_york["id"].as_str().unwrap()).await.is_empty());
+    let opening = jiff::Timestamp::from_millisecond(ms(&new_york["next_action_at"]))
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("America/New_York").unwrap());
+    assert_eq!(
+        (opening.hour() as i64, opening.minute()),
+        (start, 0),
+        "opens at the window's start in New York"
+    );
+}
