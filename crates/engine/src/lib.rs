@@ -232,7 +232,10 @@ impl Engine {
             changes.push(decision.change);
         }
         let executed = executed_steps(&changes);
-        let outcome = self.store.commit_changes(&self.owner, now, changes).await?;
+        let outcome = self
+            .store
+            .commit_changes(&self.owner, now, changes, self.config.org_max_concurrent_calls)
+            .await?;
         metrics::histogram!("switchboard_step_batch_seconds").record((now_ms() - now) as f64 / 1000.0);
         metrics::counter!("switchboard_transitions_total", "result" => "applied")
             .increment(outcome.applied.len() as u64);

@@ -44,6 +44,9 @@ struct ServeArgs {
     /// How long a claimed lead stays this process's without a commit (another process takes it over after).
     #[arg(long, env = "SWITCHBOARD_LEASE_SECONDS", default_value_t = 30)]
     lease_seconds: u64,
+    /// Leads the engine claims and commits per batch (one transaction each).
+    #[arg(long, env = "SWITCHBOARD_BATCH_SIZE", default_value_t = 256)]
+    batch_size: u32,
     /// Calls in flight at once across all workflows of an organization.
     #[arg(long, env = "SWITCHBOARD_ORG_MAX_CONCURRENT_CALLS", default_value_t = 50)]
     org_max_concurrent_calls: u32,
@@ -123,6 +126,7 @@ async fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
         allow_private_targets: args.allow_private_targets,
         lease_ms: args.lease_seconds.clamp(1, 3600) as i64 * 1000,
         org_max_concurrent_calls: args.org_max_concurrent_calls.max(1),
+        batch_size: args.batch_size.clamp(1, 10_000),
         ..Default::default()
     };
     let running = start(

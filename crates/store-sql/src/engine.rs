@@ -121,113 +121,197 @@ pub(crate) async fn calls_in_flight(
     })
 }
 
+/// What a batch commit did, gathered while its changes are applied.
+#[derive(Default)]
+struct Applied {
+    result: CommitResult,
+    touched: HashSet<String>,
+    freed_orgs: HashSet<String>,
+    finished: HashSet<String>,
+}
+
+impl Applied {
+    /// Applies one change if its lead's `seq` still matches; false when it was refused.
+    async fn apply(
+        &mut self,
+        conn: &mut sqlx::AnyConnection,
+        owner: &str,
+        now: i64,
+        change: &LeadChange,
+    ) -> StoreResult<bool> {
+        let lead = &change.lead;
+        let updated = sqlx::query(
+        "UPDATE leads SET status = $1, state = $2, current_node_id = $3, due_at = $4, queued_at = $5, exit_reason = $6,
+             seq = seq + 1, step_seq = $7, attempt = $8, call_count = $9, instant_steps = $10, visit = $11, facts = $12,
+             pending_outcome = $13, current_call_id = $14, removal = $15, lease_owner = $16, lease_until = $17,
+             updated_at = $18, finished_at = $19
+         WHERE id = $20 AND seq = $21",
+    )
+    .bind(lead.status.as_str())
+    .bind(lead.state.map(|s| s.as_str()))
+    .bind(&lead.current_node_id)
+    .bind(lead.due_at)
+    .bind(lead.queued_at)
+    .bind(&lead.exit_reason)
+    .bind(lead.step_seq)
+    .bind(lead.attempt as i64)
+    .bind(lead.call_count as i64)
+    .bind(lead.instant_steps as i64)
+    .bind(lead.visit as i64)
+    .bind(json_text(&lead.facts))
+    .bind(&lead.pending_outcome)
+    .bind(&lead.current_call_id)
+    .bind(&lead.removal)
+    .bind(change.lease_until.map(|_| owner))
+    .bind(change.lease_until)
+    .bind(now)
+    .bind(lead.finished_at)
+    .bind(&lead.id)
+    .bind(change.expected_seq)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+        if updated.rows_affected() == 0 {
+            self.result.rejected.push(lead.id.clone());
+            return Ok(false);
+        }
+        for entry in &change.history {
+            sqlx::query(
+            "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
+                 call_id, attempts, detail, entered_at, exited_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
+                 outcome = COALESCE(excluded.outcome, lead_history.outcome),
+                 edge_id = COALESCE(excluded.edge_id, lead_history.edge_id),
+                 next_node_id = COALESCE(excluded.next_node_id, lead_history.next_node_id),
+                 call_id = COALESCE(excluded.call_id, lead_history.call_id),
+                 attempts = COALESCE(excluded.attempts, lead_history.attempts),
+                 detail = COALESCE(excluded.detail, lead_history.detail),
+                 exited_at = excluded.exited_at",
+        )
+        .bind(&lead.id)
+        .bind(entry.idx as i64)
+        .bind(&entry.node_id)
+        .bind(&entry.node_label)
+        .bind(entry.node_type.as_str())
+        .bind(entry.status.as_str())
+        .bind(&entry.outcome)
+        .bind(&entry.edge_id)
+        .bind(&entry.next_node_id)
+        .bind(&entry.call_id)
+        .bind(entry.attempts.map(i64::from))
+        .bind(entry.detail.as_ref().map(json_text))
+        .bind(entry.entered_at)
+        .bind(entry.exited_at)
+        .execute(&mut *conn)
+        .await
+        .db()?;
+        }
+        for call in &change.calls {
+            write_call(&mut *conn, call).await?;
+        }
+        self.touched.insert(lead.workflow_id.clone());
+        if change.freed_call_slot {
+            self.freed_orgs.insert(lead.organization_id.clone());
+        }
+        if lead.status != LeadStatus::InProgress {
+            self.finished.insert(lead.workflow_id.clone());
+        }
+        self.result.applied.push(lead.id.clone());
+        Ok(true)
+    }
+}
+
+/// Calls in flight with `column` = `id`, as the transaction sees them.
+async fn calling(conn: &mut sqlx::AnyConnection, column: &str, id: &str) -> StoreResult<u32> {
+    let sql = format!("SELECT count(*) FROM leads WHERE {column} = $1 AND state = 'calling'");
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .db()?;
+    Ok(n as u32)
+}
+
 pub(crate) async fn commit_changes(
     store: &SqlStore,
     owner: &str,
     now: i64,
     changes: Vec<LeadChange>,
+    org_max_concurrent_calls: u32,
 ) -> StoreResult<CommitResult> {
     let mut tx = store.writer.begin().await.db()?;
-    let mut revisions = HashMap::new();
-    for change in &changes {
-        if !revisions.contains_key(&change.lead.workflow_id) {
-            let revision: Option<i64> = sqlx::query_scalar("SELECT revision FROM workflows WHERE id = $1")
-                .bind(&change.lead.workflow_id)
-                .fetch_optional(&mut *tx)
+    // On PostgreSQL the workflow (and, for dials, organization) rows are locked, in id order, so the revision
+    // fence and the call caps hold against every other process; SQLite's single writer gives the same.
+    let lock = match store.backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let mut workflow_ids: Vec<String> = changes.iter().map(|c| c.lead.workflow_id.clone()).collect();
+    workflow_ids.sort();
+    workflow_ids.dedup();
+    let mut workflows = HashMap::new();
+    for id in &workflow_ids {
+        let sql = format!("SELECT revision, settings FROM workflows WHERE id = $1{lock}");
+        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?
+        {
+            let cap = rows::settings(&row)?.max_concurrent_calls;
+            workflows.insert(id.clone(), (row.get::<i64, _>("revision"), cap));
+        }
+    }
+    let (current, stale): (Vec<LeadChange>, Vec<LeadChange>) = changes.into_iter().partition(|c| {
+        workflows
+            .get(&c.lead.workflow_id)
+            .is_some_and(|w| w.0 == c.workflow_revision)
+    });
+    let mut applied = Applied::default();
+    applied.result.rejected.extend(stale.into_iter().map(|c| c.lead.id));
+    // Dials go last: each is checked against the caps with every other change of the batch applied.
+    let (dials, others): (Vec<LeadChange>, Vec<LeadChange>) = current
+        .into_iter()
+        .partition(|c| c.calls.iter().any(|w| matches!(w, CallWrite::Insert(_))));
+    for change in &others {
+        applied.apply(&mut tx, owner, now, change).await?;
+    }
+    if !dials.is_empty() {
+        let mut orgs: Vec<String> = dials.iter().map(|c| c.lead.organization_id.clone()).collect();
+        orgs.sort();
+        orgs.dedup();
+        let mut org_calls = HashMap::new();
+        for org in &orgs {
+            let sql = format!("SELECT id FROM organizations WHERE id = $1{lock}");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(org)
+                .execute(&mut *tx)
                 .await
                 .db()?;
-            revisions.insert(change.lead.workflow_id.clone(), revision);
+            org_calls.insert(org.clone(), calling(&mut tx, "organization_id", org).await?);
+        }
+        let mut workflow_calls = HashMap::new();
+        for change in &dials {
+            let (workflow, org) = (&change.lead.workflow_id, &change.lead.organization_id);
+            if !workflow_calls.contains_key(workflow) {
+                workflow_calls.insert(workflow.clone(), calling(&mut tx, "workflow_id", workflow).await?);
+            }
+            let workflow_full = workflow_calls[workflow] >= workflows[workflow].1;
+            if workflow_full || org_calls[org] >= org_max_concurrent_calls {
+                applied.result.rejected.push(change.lead.id.clone());
+            } else if applied.apply(&mut tx, owner, now, change).await? {
+                *workflow_calls.get_mut(workflow).expect("counted") += 1;
+                *org_calls.get_mut(org).expect("counted") += 1;
+            }
         }
     }
-    let mut result = CommitResult::default();
-    let mut touched = HashSet::new();
-    let mut freed_orgs = HashSet::new();
-    let mut finished = HashSet::new();
-    for change in changes {
-        let lead = &change.lead;
-        if revisions.get(&lead.workflow_id).copied().flatten() != Some(change.workflow_revision) {
-            result.rejected.push(lead.id.clone());
-            continue;
-        }
-        let updated = sqlx::query(
-            "UPDATE leads SET status = $1, state = $2, current_node_id = $3, due_at = $4, queued_at = $5, exit_reason = $6,
-                 seq = seq + 1, step_seq = $7, attempt = $8, call_count = $9, instant_steps = $10, visit = $11, facts = $12,
-                 pending_outcome = $13, current_call_id = $14, removal = $15, lease_owner = $16, lease_until = $17,
-                 updated_at = $18, finished_at = $19
-             WHERE id = $20 AND seq = $21",
-        )
-        .bind(lead.status.as_str())
-        .bind(lead.state.map(|s| s.as_str()))
-        .bind(&lead.current_node_id)
-        .bind(lead.due_at)
-        .bind(lead.queued_at)
-        .bind(&lead.exit_reason)
-        .bind(lead.step_seq)
-        .bind(lead.attempt as i64)
-        .bind(lead.call_count as i64)
-        .bind(lead.instant_steps as i64)
-        .bind(lead.visit as i64)
-        .bind(json_text(&lead.facts))
-        .bind(&lead.pending_outcome)
-        .bind(&lead.current_call_id)
-        .bind(&lead.removal)
-        .bind(change.lease_until.map(|_| owner))
-        .bind(change.lease_until)
-        .bind(now)
-        .bind(lead.finished_at)
-        .bind(&lead.id)
-        .bind(change.expected_seq)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        if updated.rows_affected() == 0 {
-            result.rejected.push(lead.id.clone());
-            continue;
-        }
-        for entry in &change.history {
-            sqlx::query(
-                "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
-                     call_id, attempts, detail, entered_at, exited_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
-                     outcome = COALESCE(excluded.outcome, lead_history.outcome),
-                     edge_id = COALESCE(excluded.edge_id, lead_history.edge_id),
-                     next_node_id = COALESCE(excluded.next_node_id, lead_history.next_node_id),
-                     call_id = COALESCE(excluded.call_id, lead_history.call_id),
-                     attempts = COALESCE(excluded.attempts, lead_history.attempts),
-                     detail = COALESCE(excluded.detail, lead_history.detail),
-                     exited_at = excluded.exited_at",
-            )
-            .bind(&lead.id)
-            .bind(entry.idx as i64)
-            .bind(&entry.node_id)
-            .bind(&entry.node_label)
-            .bind(entry.node_type.as_str())
-            .bind(entry.status.as_str())
-            .bind(&entry.outcome)
-            .bind(&entry.edge_id)
-            .bind(&entry.next_node_id)
-            .bind(&entry.call_id)
-            .bind(entry.attempts.map(i64::from))
-            .bind(entry.detail.as_ref().map(json_text))
-            .bind(entry.entered_at)
-            .bind(entry.exited_at)
-            .execute(&mut *tx)
-            .await
-            .db()?;
-        }
-        for call in &change.calls {
-            write_call(&mut tx, call).await?;
-        }
-        touched.insert(lead.workflow_id.clone());
-        if change.freed_call_slot {
-            freed_orgs.insert(lead.organization_id.clone());
-        }
-        if lead.status != LeadStatus::InProgress {
-            finished.insert(lead.workflow_id.clone());
-        }
-        result.applied.push(lead.id.clone());
-    }
+    let Applied {
+        result,
+        touched,
+        freed_orgs,
+        finished,
+    } = applied;
     for id in &result.rejected {
         sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
             .bind(id)

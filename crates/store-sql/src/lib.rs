@@ -497,8 +497,14 @@ impl Store for SqlStore {
         engine::calls_in_flight(self, workflow_ids, organization_ids).await
     }
 
-    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult> {
-        engine::commit_changes(self, owner, now, changes).await
+    async fn commit_changes(
+        &self,
+        owner: &str,
+        now: i64,
+        changes: Vec<LeadChange>,
+        org_cap: u32,
+    ) -> StoreResult<CommitResult> {
+        engine::commit_changes(self, owner, now, changes, org_cap).await
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<i64>> {

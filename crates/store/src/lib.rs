@@ -358,8 +358,15 @@ pub trait Store: Send + Sync {
     /// Calls in flight per listed workflow and per listed organization.
     async fn calls_in_flight(&self, workflow_ids: &[String], organization_ids: &[String])
     -> StoreResult<CallsInFlight>;
-    /// Commits a batch of changes in one transaction; each is fenced by its lead's `seq` and workflow revision.
-    async fn commit_changes(&self, owner: &str, now: i64, changes: Vec<LeadChange>) -> StoreResult<CommitResult>;
+    /// Commits a batch of changes in one transaction; each is fenced by its lead's `seq` and workflow revision,
+    /// and a change that dials is refused when its workflow's or organization's calls in flight are at their cap.
+    async fn commit_changes(
+        &self,
+        owner: &str,
+        now: i64,
+        changes: Vec<LeadChange>,
+        org_max_concurrent_calls: u32,
+    ) -> StoreResult<CommitResult>;
     /// The earliest due time of any claimable lead.
     async fn next_due_at(&self) -> StoreResult<Option<i64>>;
     /// Called when an engine starts: a single-process backend takes every lease back at once and re-drives

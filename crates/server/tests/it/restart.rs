@@ -260,3 +260,79 @@ async fn three_processes_share_one_postgres_workflow_and_survive_losing_one() {
     );
     drop(servers);
 }
+
+#[tokio::test]
+async fn processes_sharing_postgres_never_exceed_a_workflow_cap_together() {
+    if std::env::var("SWITCHBOARD_TEST_DATABASE").as_deref() != Ok("postgres") {
+        eprintln!("several processes need PostgreSQL: this test runs in the PostgreSQL pass of scripts/test");
+        return;
+    }
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let db_url = crate::helpers::test_database(&dir).await;
+    let created = Command::new(BIN)
+        .args(["keys", "create", "--org", "acme", "--json"])
+        .env("SWITCHBOARD_DATABASE_URL", &db_url)
+        .output()
+        .unwrap();
+    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    // Batches of one lead, so the three processes decide dials at the same moments.
+    let servers: Vec<Server> =
+        ports.iter().map(|port| serve_with(&db_url, *port, &[("SWITCHBOARD_BATCH_SIZE", "1")])).collect();
+    for port in ports {
+        wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+    }
+    let app = TestApp::attach(
+        format!("http://127.0.0.1:{}", ports[0]),
+        key["api_key"].as_str().unwrap().to_string(),
+        db_url.clone(),
+        dir.clone(),
+    )
+    .await;
+    let (agent, from) = app.agent_and_number().await;
+    let id = app.workflow("Capped").await;
+    app.patch(
+        &format!("/v1/workflows/{id}"),
+        json!({"settings": {"max_concurrent_calls": 2}}),
+    )
+    .await;
+    let call = app
+        .node(
+            &id,
+            "VOICE_CALL",
+            "Call",
+            json!({"agent_id": agent, "from_phone_number": from}),
+        )
+        .await;
+    let done = app.node(&id, "CONVERTED", "Done", json!({})).await;
+    app.edge(&id, &call, &done, None).await;
+    // 40,000 s / 200,000 = 0.2 s of talk each.
+    let leads: Vec<Value> = (0..24)
+        .map(|i| {
+            json!({"phone_number": format!("+1201555{:04}", 2000 + i),
+                        "metadata": {"sim_outcome": "COMPLETED", "sim_duration_seconds": "40000"}})
+        })
+        .collect();
+    app.post(&format!("/v1/workflows/{id}/leads"), json!({"leads": leads}))
+        .await;
+    app.activate(&id).await;
+    app.wait_for_status(&id, "completed", Duration::from_secs(60)).await;
+    let calls = app.get(&format!("/v1/calls?workflow_id={id}&limit=100")).await.body["data"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    assert_eq!(calls.len(), 24);
+    let at = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let spans: Vec<(i64, i64)> = calls
+        .iter()
+        .map(|c| (at(&c["created_at"]), at(&c["ended_at"])))
+        .collect();
+    for (start, _) in &spans {
+        let overlapping = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+        assert!(
+            overlapping <= 2,
+            "{overlapping} calls in flight at {start} across processes: {spans:?}"
+        );
+    }
+    drop(servers);
+}
