@@ -127,7 +127,7 @@ impl Api {
                     body["lead_counts"]
                 );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -253,8 +253,8 @@ async fn b4(options: &Options) -> anyhow::Result<(f64, f64, f64)> {
     api.edge(&workflow, &wait, &done, None).await?;
     api.post(&format!("/v1/workflows/{workflow}/activate"), json!({}))
         .await?;
-    // Enrol first (the leads park), then they fall due over 10 s starting 20 s from now.
-    let first_due = jiff::Timestamp::now().as_millisecond() + 20_000 + (options.leads as i64 / 20);
+    // Enrol first (the leads park; allow 1 ms a lead for that), then they fall due over 10 s.
+    let first_due = jiff::Timestamp::now().as_millisecond() + 20_000 + options.leads as i64;
     let leads: Vec<Value> = (0..options.leads)
         .map(|i| {
             let due = first_due + (i as i64 * 10_000) / options.leads as i64;

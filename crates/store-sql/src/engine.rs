@@ -126,7 +126,9 @@ pub(crate) async fn calls_in_flight(
 struct Applied {
     result: CommitResult,
     touched: HashSet<String>,
-    freed_orgs: HashSet<String>,
+    /// Call slots freed, per workflow and per organization.
+    freed_workflows: HashMap<String, u32>,
+    freed_orgs: HashMap<String, u32>,
     finished: HashSet<String>,
 }
 
@@ -212,7 +214,8 @@ impl Applied {
         }
         self.touched.insert(lead.workflow_id.clone());
         if change.freed_call_slot {
-            self.freed_orgs.insert(lead.organization_id.clone());
+            *self.freed_workflows.entry(lead.workflow_id.clone()).or_default() += 1;
+            *self.freed_orgs.entry(lead.organization_id.clone()).or_default() += 1;
         }
         if lead.status != LeadStatus::InProgress {
             self.finished.insert(lead.workflow_id.clone());
@@ -309,6 +312,7 @@ pub(crate) async fn commit_changes(
     let Applied {
         result,
         touched,
+        freed_workflows,
         freed_orgs,
         finished,
     } = applied;
@@ -320,9 +324,13 @@ pub(crate) async fn commit_changes(
             .await
             .db()?;
     }
-    // A freed slot may be the organization's: every throttled lead of the organization tries again.
-    for organization_id in &freed_orgs {
-        wake_throttled(&mut tx, store.backend, "organization_id", organization_id).await?;
+    // Each freed slot wakes one throttled lead of its workflow and one of its organization (another
+    // workflow's lead may have been waiting for the organization's cap); those still blocked wait again.
+    for (workflow_id, freed) in &freed_workflows {
+        wake_throttled(&mut tx, store.backend, "workflow_id", workflow_id, Some(*freed)).await?;
+    }
+    for (organization_id, freed) in &freed_orgs {
+        wake_throttled(&mut tx, store.backend, "organization_id", organization_id, Some(*freed)).await?;
     }
     for workflow_id in &touched {
         // At most once a second: every process's batches would otherwise queue on this row.

@@ -610,19 +610,21 @@ pub(crate) async fn update_workflow(
     .await
     .db()?;
     if settings.max_concurrent_calls > workflow.settings.max_concurrent_calls {
-        wake_throttled(&mut tx, store.backend, "workflow_id", id).await?;
+        wake_throttled(&mut tx, store.backend, "workflow_id", id, None).await?;
     }
     let updated = load_workflow(&mut tx, org, id).await?;
     tx.commit().await.db()?;
     Ok(updated)
 }
 
-/// Gives every throttled lead with `scope` (`workflow_id` or `organization_id`) = `id` another try, in due order.
+/// Gives up to `limit` throttled leads with `scope` (`workflow_id` or `organization_id`) = `id` another try,
+/// oldest due first (`None`: all of them).
 pub(crate) async fn wake_throttled(
     conn: &mut AnyConnection,
     backend: Backend,
     scope: &str,
     id: &str,
+    limit: Option<u32>,
 ) -> StoreResult<()> {
     // Rows another transaction holds (a lead being decided elsewhere) are skipped rather than waited for, so
     // two processes freeing slots at once cannot deadlock; that lead is decided afresh anyway.
@@ -630,9 +632,12 @@ pub(crate) async fn wake_throttled(
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
+    let limit = limit
+        .map(|n| format!("ORDER BY queued_at LIMIT {n}"))
+        .unwrap_or_default();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE leads SET due_at = queued_at WHERE id IN (
-             SELECT id FROM leads WHERE {scope} = $1 AND state = 'throttled' AND due_at IS NULL {lock})"
+             SELECT id FROM leads WHERE {scope} = $1 AND state = 'throttled' AND due_at IS NULL {limit} {lock})"
     )))
     .bind(id)
     .execute(conn)
@@ -908,7 +913,7 @@ pub(crate) async fn transition_workflow(
                 .db()?;
             start_pending(&mut tx, id, &entry.id, now).await?;
         }
-        wake_throttled(&mut tx, store.backend, "workflow_id", id).await?;
+        wake_throttled(&mut tx, store.backend, "workflow_id", id, None).await?;
     }
     sqlx::query("UPDATE workflows SET status = $1, activated_at = COALESCE(activated_at, $2) WHERE id = $3")
         .bind(next.as_str())

@@ -277,8 +277,10 @@ async fn processes_sharing_postgres_never_exceed_a_workflow_cap_together() {
     let key: Value = serde_json::from_slice(&created.stdout).unwrap();
     let ports = [free_port(), free_port(), free_port()];
     // Batches of one lead, so the three processes decide dials at the same moments.
-    let servers: Vec<Server> =
-        ports.iter().map(|port| serve_with(&db_url, *port, &[("SWITCHBOARD_BATCH_SIZE", "1")])).collect();
+    let servers: Vec<Server> = ports
+        .iter()
+        .map(|port| serve_with(&db_url, *port, &[("SWITCHBOARD_BATCH_SIZE", "1")]))
+        .collect();
     for port in ports {
         wait_healthy(&format!("http://127.0.0.1:{port}")).await;
     }
