@@ -182,8 +182,16 @@ impl Engine {
     ) -> StoreResult<bool> {
         let now = now_ms();
         let mut inputs = Vec::new();
+        let ids: Vec<String> = results.iter().map(|r| r.lead_id.clone()).collect();
+        let mut rows: HashMap<String, LeadRow> = self
+            .store
+            .load_lead_rows(&ids)
+            .await?
+            .into_iter()
+            .map(|lead| (lead.id.clone(), lead))
+            .collect();
         for result in std::mem::take(results) {
-            match self.store.load_lead_row(&result.lead_id).await? {
+            match rows.remove(&result.lead_id) {
                 Some(lead) if decide::awaits_result(&lead, result.step_seq) => {
                     inputs.push((lead, Input::ActionResult(result)))
                 }

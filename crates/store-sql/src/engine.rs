@@ -42,13 +42,23 @@ pub(crate) async fn claim_due(
     Ok(leads)
 }
 
-pub(crate) async fn load_lead_row(store: &SqlStore, lead_id: &str) -> StoreResult<Option<LeadRow>> {
-    let row = sqlx::query("SELECT *, rowid AS enrol_order FROM leads WHERE id = $1")
-        .bind(lead_id)
-        .fetch_optional(&store.writer)
-        .await
-        .db()?;
-    row.as_ref().map(rows::lead_row).transpose()
+pub(crate) async fn load_lead_rows(store: &SqlStore, lead_ids: &[String]) -> StoreResult<Vec<LeadRow>> {
+    let mut out = Vec::with_capacity(lead_ids.len());
+    for chunk in lead_ids.chunks(500) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT *, rowid AS enrol_order FROM leads WHERE id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.clone());
+        }
+        for row in query.fetch_all(&store.writer).await.db()? {
+            out.push(rows::lead_row(&row)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The workflow as the engine runs it; unlike the API's view it skips the lead counts.
@@ -126,6 +136,8 @@ pub(crate) async fn calls_in_flight(
 struct Applied {
     result: CommitResult,
     touched: HashSet<String>,
+    /// History entries of the applied changes, written together at the end.
+    history: Vec<(String, HistoryWrite)>,
     /// Call slots freed, per workflow and per organization.
     freed_workflows: HashMap<String, u32>,
     freed_orgs: HashMap<String, u32>,
@@ -177,37 +189,8 @@ impl Applied {
             self.result.rejected.push(lead.id.clone());
             return Ok(false);
         }
-        for entry in &change.history {
-            sqlx::query(
-            "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
-                 call_id, attempts, detail, entered_at, exited_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-             ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
-                 outcome = COALESCE(excluded.outcome, lead_history.outcome),
-                 edge_id = COALESCE(excluded.edge_id, lead_history.edge_id),
-                 next_node_id = COALESCE(excluded.next_node_id, lead_history.next_node_id),
-                 call_id = COALESCE(excluded.call_id, lead_history.call_id),
-                 attempts = COALESCE(excluded.attempts, lead_history.attempts),
-                 detail = COALESCE(excluded.detail, lead_history.detail),
-                 exited_at = excluded.exited_at",
-        )
-        .bind(&lead.id)
-        .bind(entry.idx as i64)
-        .bind(&entry.node_id)
-        .bind(&entry.node_label)
-        .bind(entry.node_type.as_str())
-        .bind(entry.status.as_str())
-        .bind(&entry.outcome)
-        .bind(&entry.edge_id)
-        .bind(&entry.next_node_id)
-        .bind(&entry.call_id)
-        .bind(entry.attempts.map(i64::from))
-        .bind(entry.detail.as_ref().map(json_text))
-        .bind(entry.entered_at)
-        .bind(entry.exited_at)
-        .execute(&mut *conn)
-        .await
-        .db()?;
+        for entry in merged_history(&change.history) {
+            self.history.push((lead.id.clone(), entry));
         }
         for call in &change.calls {
             write_call(&mut *conn, call).await?;
@@ -223,6 +206,82 @@ impl Applied {
         self.result.applied.push(lead.id.clone());
         Ok(true)
     }
+}
+
+/// A change's history writes with those to the same entry folded into one, as the upsert would have left it:
+/// later values win, but a missing outcome, edge, call or detail keeps the earlier one.
+fn merged_history(writes: &[HistoryWrite]) -> Vec<HistoryWrite> {
+    let mut merged: Vec<HistoryWrite> = Vec::with_capacity(writes.len());
+    for write in writes {
+        match merged.iter_mut().find(|m| m.idx == write.idx) {
+            Some(entry) => {
+                entry.status = write.status;
+                entry.outcome = write.outcome.clone().or(entry.outcome.take());
+                entry.edge_id = write.edge_id.clone().or(entry.edge_id.take());
+                entry.next_node_id = write.next_node_id.clone().or(entry.next_node_id.take());
+                entry.call_id = write.call_id.clone().or(entry.call_id.take());
+                entry.attempts = write.attempts.or(entry.attempts);
+                entry.detail = write.detail.clone().or(entry.detail.take());
+                entry.exited_at = write.exited_at;
+            }
+            None => merged.push(write.clone()),
+        }
+    }
+    merged
+}
+
+/// History rows per statement (14 parameters each).
+const HISTORY_CHUNK: usize = 200;
+
+/// Upserts history entries, many rows a statement; `entered_at` and the node's name stay from the first write.
+async fn write_history(conn: &mut sqlx::AnyConnection, entries: &[(String, HistoryWrite)]) -> StoreResult<()> {
+    for chunk in entries.chunks(HISTORY_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                format!(
+                    "({})",
+                    (1..=14)
+                        .map(|c| format!("${}", r * 14 + c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO lead_history (lead_id, idx, node_id, node_label, node_type, status, outcome, edge_id, next_node_id,
+                 call_id, attempts, detail, entered_at, exited_at)
+             VALUES {}
+             ON CONFLICT (lead_id, idx) DO UPDATE SET status = excluded.status,
+                 outcome = COALESCE(excluded.outcome, lead_history.outcome),
+                 edge_id = COALESCE(excluded.edge_id, lead_history.edge_id),
+                 next_node_id = COALESCE(excluded.next_node_id, lead_history.next_node_id),
+                 call_id = COALESCE(excluded.call_id, lead_history.call_id),
+                 attempts = COALESCE(excluded.attempts, lead_history.attempts),
+                 detail = COALESCE(excluded.detail, lead_history.detail),
+                 exited_at = excluded.exited_at",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (lead_id, entry) in chunk {
+            query = query
+                .bind(lead_id.clone())
+                .bind(entry.idx as i64)
+                .bind(entry.node_id.clone())
+                .bind(entry.node_label.clone())
+                .bind(entry.node_type.as_str())
+                .bind(entry.status.as_str())
+                .bind(entry.outcome.clone())
+                .bind(entry.edge_id.clone())
+                .bind(entry.next_node_id.clone())
+                .bind(entry.call_id.clone())
+                .bind(entry.attempts.map(i64::from))
+                .bind(entry.detail.as_ref().map(json_text))
+                .bind(entry.entered_at)
+                .bind(entry.exited_at);
+        }
+        query.execute(&mut *conn).await.db()?;
+    }
+    Ok(())
 }
 
 /// Calls in flight with `column` = `id`, as the transaction sees them.
@@ -311,11 +370,13 @@ pub(crate) async fn commit_changes(
     }
     let Applied {
         result,
+        history,
         touched,
         freed_workflows,
         freed_orgs,
         finished,
     } = applied;
+    write_history(&mut tx, &history).await?;
     for id in &result.rejected {
         sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
             .bind(id)

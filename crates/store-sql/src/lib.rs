@@ -477,8 +477,8 @@ impl Store for SqlStore {
         engine::claim_due(self, owner, now, lease_until, limit).await
     }
 
-    async fn load_lead_row(&self, lead_id: &str) -> StoreResult<Option<LeadRow>> {
-        engine::load_lead_row(self, lead_id).await
+    async fn load_lead_rows(&self, lead_ids: &[String]) -> StoreResult<Vec<LeadRow>> {
+        engine::load_lead_rows(self, lead_ids).await
     }
 
     async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>> {

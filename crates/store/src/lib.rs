@@ -351,7 +351,8 @@ pub trait Store: Send + Sync {
     // Engine.
     /// Leases up to `limit` due leads to `owner` until `lease_until`, oldest due first.
     async fn claim_due(&self, owner: &str, now: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<LeadRow>>;
-    async fn load_lead_row(&self, lead_id: &str) -> StoreResult<Option<LeadRow>>;
+    /// The engine's rows of the listed leads (those that exist).
+    async fn load_lead_rows(&self, lead_ids: &[String]) -> StoreResult<Vec<LeadRow>>;
     async fn engine_snapshot(&self, workflow_id: &str) -> StoreResult<Option<WorkflowSnapshot>>;
     /// Current `revision` of each listed workflow that exists.
     async fn workflow_revisions(&self, workflow_ids: &[String]) -> StoreResult<std::collections::HashMap<String, i64>>;

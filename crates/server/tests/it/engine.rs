@@ -672,3 +672,90 @@ async fn each_lead_keeps_its_own_local_calling_hours() {
         "opens at the window's start in New York"
     );
 }
+
+#[tokio::test]
+async fn removing_a_lead_mid_call_lets_the_call_finish_then_stops() {
+    let app = TestApp::spawn_with(switchboard_engine::EngineConfig {
+        time_scale: 1000.0,
+        allow_private_targets: true,
+        ..Default::default()
+    })
+    .await;
+    let flow = app.nurture_workflow().await;
+    // A 2,000 s call lasts 2 s here; it completes, and would go on to the condition but for the removal.
+    enrol(
+        &app,
+        &flow.id,
+        json!([{"phone_number": "+12015550101", "metadata": {"sim_outcome": "COMPLETED", "sim_analysis": "interest=yes", "sim_duration_seconds": "2000"}}]),
+    )
+    .await;
+    app.activate(&flow.id).await;
+    let mut lead = Value::Null;
+    for _ in 0..200 {
+        lead = lead_by_phone(&app, &flow.id, "+12015550101").await;
+        if lead["state"] == "calling" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lead["state"], "calling", "{lead}");
+    let id = lead["id"].as_str().unwrap().to_string();
+    let removed = app.delete(&format!("/v1/workflows/{}/leads/{id}", flow.id)).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    // Still on the call: the running step finishes first.
+    assert_eq!(
+        lead_by_phone(&app, &flow.id, "+12015550101").await["status"],
+        "in_progress"
+    );
+    app.wait_for_status(&flow.id, "completed", RUN_TIMEOUT).await;
+    let lead = lead_by_phone(&app, &flow.id, "+12015550101").await;
+    assert_eq!(
+        (lead["status"].as_str(), lead["exit_reason"].as_str()),
+        (Some("removed"), Some("removed_via_api"))
+    );
+    let history = app.history(&flow.id, &id).await;
+    assert_eq!(history.len(), 1, "nothing after the call: {history:?}");
+    assert_eq!(
+        (history[0]["status"].as_str(), history[0]["outcome"].as_str()),
+        (Some("completed"), Some("COMPLETED"))
+    );
+    let calls = app.calls_of(&id).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["status"], "completed", "the call's outcome is recorded");
+}
+
+#[tokio::test]
+async fn the_loop_guard_fails_a_lead_that_never_waits() {
+    let app = TestApp::spawn().await;
+    let id = app.workflow("Spin").await;
+    // The cycle holds a TIME node (so activation allows it), but its until_field is missing: it never waits.
+    let check = app
+        .node(
+            &id,
+            "CONDITIONAL",
+            "Check",
+            json!({"conditions": [{"field": "x", "operator": "exists"}]}),
+        )
+        .await;
+    let wait = app
+        .node(&id, "TIME", "Wait for callback", json!({"until_field": "callback_at"}))
+        .await;
+    let done = app.node(&id, "CONVERTED", "Done", json!({})).await;
+    app.edge(&id, &check, &done, Some("true")).await;
+    app.edge(&id, &check, &wait, Some("false")).await;
+    app.edge(&id, &wait, &check, None).await;
+    app.patch(&format!("/v1/workflows/{id}"), json!({"entry_node_id": check}))
+        .await;
+    enrol(&app, &id, json!([{"phone_number": "+12015550101"}])).await;
+    app.activate(&id).await;
+    app.wait_for_status(&id, "completed", RUN_TIMEOUT).await;
+    let lead = lead_by_phone(&app, &id, "+12015550101").await;
+    assert_eq!(
+        (lead["status"].as_str(), lead["exit_reason"].as_str()),
+        (Some("failed"), Some("loop_limit"))
+    );
+    let history = app.history(&id, lead["id"].as_str().unwrap()).await;
+    assert_eq!(history.len(), 1001, "1,000 steps, then the one that failed");
+    assert_eq!(history.last().unwrap()["status"], "failed");
+    assert!(history[1]["detail"]["note"].as_str().unwrap().contains("missing"));
+}

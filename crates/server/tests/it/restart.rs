@@ -45,6 +45,8 @@ fn serve_with(db_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
         // 2 days / 200,000 is about 0.9 s; a 30 s call lasts 0.15 ms.
         .env("SWITCHBOARD_TIME_SCALE", "200000")
         .env("SWITCHBOARD_LOG", "warn")
+        // The checks read every lead; the default per-key limit would answer some of them 429.
+        .env("SWITCHBOARD_RATE_LIMIT", "0")
         // On PostgreSQL a restarted process waits for its dead predecessor's leases to lapse.
         .env("SWITCHBOARD_LEASE_SECONDS", "2")
         .stdout(Stdio::null())
@@ -97,30 +99,40 @@ async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
     )
     .await;
     let flow = app.nurture_workflow().await;
-    let leads: Vec<Value> = (0..120)
+    let leads: Vec<Value> = (0..1000)
         .map(|i| {
             let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
-            json!({"phone_number": format!("+1201555{:04}", 200 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
+            json!({"phone_number": format!("+1201555{:04}", 2000 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
         })
         .collect();
     let enrolled = app
         .post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
         .await;
-    assert_eq!(enrolled.body["leads_enrolled"], 120, "{}", enrolled.body);
+    assert_eq!(enrolled.body["leads_enrolled"], 1000, "{}", enrolled.body);
     app.activate(&flow.id).await;
 
-    // Kill twice: once early (first calls), once during the waits.
-    for pause_ms in [60, 500] {
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    // Three kills at random moments (the seed is printed so a failure can be replayed).
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond() as u64);
+    eprintln!("kill points seed: {seed} (KILL_SEED={seed} replays them)");
+    let mut state = seed | 1;
+    for _ in 0..3 {
+        // xorshift: a pause between 50 and 1,050 ms.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        tokio::time::sleep(Duration::from_millis(50 + state % 1000)).await;
         child.kill_9();
         child = serve(&db_url, port);
         wait_healthy(&base).await;
     }
     let done = app
-        .wait_for_status(&flow.id, "completed", Duration::from_secs(60))
+        .wait_for_status(&flow.id, "completed", Duration::from_secs(120))
         .await;
     assert_eq!(done["lead_counts"]["in_progress"], 0);
-    assert_eq!(done["enrolled_leads"], 120);
+    assert_eq!(done["enrolled_leads"], 1000);
     for lead in app.leads(&flow.id).await {
         let (path, status, calls) = expected_nurture(&lead["metadata"]);
         let phone = lead["phone_number"].as_str().unwrap();
