@@ -260,31 +260,62 @@ async fn voice_nodes_using(conn: &mut AnyConnection, org: &str, field: &str, val
         .count())
 }
 
-pub(crate) async fn delete_agent(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
+/// Something VOICE_CALL nodes name in their config, and that cannot go while a live workflow does.
+struct Referenced {
+    table: &'static str,
+    /// The column whose value the nodes' `config.<field>` holds.
+    column: &'static str,
+    field: &'static str,
+    what: &'static str,
+    code: &'static str,
+}
+
+const AGENT: Referenced = Referenced {
+    table: "agents",
+    column: "id",
+    field: "agent_id",
+    what: "agent",
+    code: "agent_in_use",
+};
+const PHONE_NUMBER: Referenced = Referenced {
+    table: "phone_numbers",
+    column: "phone_number",
+    field: "from_phone_number",
+    what: "phone number",
+    code: "phone_number_in_use",
+};
+
+/// Deletes the organization's `id` unless a VOICE_CALL node of a non-final workflow uses it.
+async fn delete_unless_used(store: &SqlStore, org: &str, id: &str, kind: &Referenced) -> StoreResult<()> {
     let mut tx = store.writer.begin().await.db()?;
-    let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM agents WHERE id = $1 AND organization_id = $2")
+    let sql = format!(
+        "SELECT {} FROM {} WHERE id = $1 AND organization_id = $2",
+        kind.column, kind.table
+    );
+    let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(org)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .db()?;
-    if exists == 0 {
-        return Err(not_found("agent"));
-    }
-    let users = voice_nodes_using(&mut tx, org, "agent_id", id).await?;
+        .db()?
+        .ok_or(not_found(kind.what))?;
+    let users = voice_nodes_using(&mut tx, org, kind.field, &value).await?;
     if users > 0 {
-        return Err(StoreError::conflict(
-            "agent_in_use",
-            format!("{users} VOICE_CALL nodes of non-final workflows use this agent"),
-        ));
+        let message = format!("{users} VOICE_CALL nodes of non-final workflows use this {}", kind.what);
+        return Err(StoreError::conflict(kind.code, message));
     }
-    sqlx::query("DELETE FROM agents WHERE id = $1")
+    let sql = format!("DELETE FROM {} WHERE id = $1", kind.table);
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .execute(&mut *tx)
         .await
         .db()?;
     tx.commit().await.db()?;
     Ok(())
+}
+
+pub(crate) async fn delete_agent(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
+    delete_unless_used(store, org, id, &AGENT).await
 }
 
 pub(crate) async fn update_phone_number(
@@ -325,29 +356,7 @@ pub(crate) async fn update_phone_number(
 }
 
 pub(crate) async fn delete_phone_number(store: &SqlStore, org: &str, id: &str) -> StoreResult<()> {
-    let mut tx = store.writer.begin().await.db()?;
-    let number: String =
-        sqlx::query_scalar("SELECT phone_number FROM phone_numbers WHERE id = $1 AND organization_id = $2")
-            .bind(id)
-            .bind(org)
-            .fetch_optional(&mut *tx)
-            .await
-            .db()?
-            .ok_or(not_found("phone number"))?;
-    let users = voice_nodes_using(&mut tx, org, "from_phone_number", &number).await?;
-    if users > 0 {
-        return Err(StoreError::conflict(
-            "phone_number_in_use",
-            format!("{users} VOICE_CALL nodes of non-final workflows call from this number"),
-        ));
-    }
-    sqlx::query("DELETE FROM phone_numbers WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-    tx.commit().await.db()?;
-    Ok(())
+    delete_unless_used(store, org, id, &PHONE_NUMBER).await
 }
 
 pub(crate) async fn create_phone_number(
