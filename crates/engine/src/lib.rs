@@ -132,6 +132,7 @@ impl Engine {
             }
             tokio::select! {
                 _ = self.waker.0.notified() => {}
+                _ = self.store.work_elsewhere() => {}
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
                 Some(result) = results_rx.recv() => results.push(result),
                 _ = shutdown.changed() => {}

@@ -2,7 +2,7 @@
 
 use crate::rows::{self, Db, json_text};
 use crate::workflows::{active_numbers, graph_of, load_edges, load_nodes, wake_throttled};
-use crate::{Backend, SqlStore, maybe_complete};
+use crate::{Backend, SqlStore, maybe_complete, notify_work};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use switchboard_domain::model::{LeadStatus, WorkflowStatus};
@@ -325,6 +325,10 @@ pub(crate) async fn commit_changes(
             workflows.insert(id.clone(), (row.get::<i64, _>("revision"), cap));
         }
     }
+    // Leads due within a second are news for the other processes (freed slots wake throttled leads too).
+    let soon_due = changes
+        .iter()
+        .any(|c| c.freed_call_slot || c.lead.due_at.is_some_and(|due| due <= now + 1000));
     let (current, stale): (Vec<LeadChange>, Vec<LeadChange>) = changes.into_iter().partition(|c| {
         workflows
             .get(&c.lead.workflow_id)
@@ -377,6 +381,9 @@ pub(crate) async fn commit_changes(
         finished,
     } = applied;
     write_history(&mut tx, &history).await?;
+    if soon_due {
+        notify_work(&mut tx, store.backend).await?;
+    }
     for id in &result.rejected {
         sqlx::query("UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
             .bind(id)

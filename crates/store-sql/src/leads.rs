@@ -2,7 +2,7 @@
 
 use crate::rows::{self, Db, json_text};
 use crate::workflows::{graph_of, load_edges, load_nodes, load_workflow};
-use crate::{SqlStore, maybe_complete, not_found, remove_leads_where};
+use crate::{Backend, SqlStore, maybe_complete, not_found, notify_work, remove_leads_where};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashSet;
 use switchboard_domain::config::NodeConfig;
@@ -26,6 +26,7 @@ pub(crate) struct SqlEnrolment {
     /// Where leads start (an active workflow); `None` enrols them `pending`.
     entry: Option<String>,
     reenrollment: Reenrollment,
+    backend: Backend,
     now: i64,
     enrolled: u64,
     duplicates: u64,
@@ -62,6 +63,7 @@ pub(crate) async fn begin_enrolment(store: &SqlStore, org: &str, workflow_id: &s
         workflow_id: workflow_id.to_string(),
         entry,
         reenrollment: workflow.settings.reenrollment,
+        backend: store.backend,
         now: now_ms(),
         enrolled: 0,
         duplicates: 0,
@@ -171,6 +173,9 @@ impl Enrolment for SqlEnrolment {
             (Some(id), 1) => Some(load_lead(&mut self.tx, &self.org, &self.workflow_id, id).await?),
             _ => None,
         };
+        if self.entry.is_some() && self.enrolled > 0 {
+            notify_work(&mut self.tx, self.backend).await?;
+        }
         self.tx.commit().await.db()?;
         Ok(EnrolOutcome {
             enrolled_count: self.enrolled,

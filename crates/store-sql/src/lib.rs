@@ -27,6 +27,23 @@ pub struct SqlStore {
     writer: AnyPool,
     reader: AnyPool,
     backend: Backend,
+    /// PostgreSQL: a connection LISTENing for other processes' news of work.
+    listener: Option<tokio::sync::Mutex<sqlx::postgres::PgListener>>,
+}
+
+/// The channel processes sharing a PostgreSQL database signal new work on.
+const WORK_CHANNEL: &str = "switchboard_work";
+
+/// On PostgreSQL, tells the other processes (when the transaction commits) that leads became due.
+async fn notify_work(conn: &mut AnyConnection, backend: Backend) -> StoreResult<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORK_CHANNEL)
+            .execute(conn)
+            .await
+            .db()?;
+    }
+    Ok(())
 }
 
 /// Adds a query parameter to a database URL.
@@ -75,6 +92,7 @@ impl SqlStore {
                 writer,
                 reader,
                 backend: Backend::Sqlite,
+                listener: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -87,10 +105,13 @@ impl SqlStore {
                 .run(&pool)
                 .await
                 .map_err(migrated)?;
+            let mut listener = sqlx::postgres::PgListener::connect(url).await.db()?;
+            listener.listen(WORK_CHANNEL).await.db()?;
             Ok(Self {
                 writer: pool.clone(),
                 reader: pool,
                 backend: Backend::Postgres,
+                listener: Some(tokio::sync::Mutex::new(listener)),
             })
         } else {
             Err(StoreError::Backend(format!(
@@ -505,6 +526,18 @@ impl Store for SqlStore {
         org_cap: u32,
     ) -> StoreResult<CommitResult> {
         engine::commit_changes(self, owner, now, changes, org_cap).await
+    }
+
+    async fn work_elsewhere(&self) {
+        match &self.listener {
+            // A lost connection is re-established by the listener; a second's pause keeps errors from spinning.
+            Some(listener) => {
+                if listener.lock().await.recv().await.is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            None => std::future::pending().await,
+        }
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<i64>> {

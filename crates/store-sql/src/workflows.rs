@@ -1,7 +1,9 @@
 //! Organizations, keys, agents, phone numbers, workflows, nodes and edges.
 
 use crate::rows::{self, Db, json_text};
-use crate::{Backend, SqlStore, bump_revision, maybe_complete, not_found, remove_leads_where, skip_open_entries};
+use crate::{
+    Backend, SqlStore, bump_revision, maybe_complete, not_found, notify_work, remove_leads_where, skip_open_entries,
+};
 use sqlx::{AnyConnection, Row};
 use switchboard_domain::graph::{EdgeDef, Graph, NodeDef};
 use switchboard_domain::ids;
@@ -620,6 +622,7 @@ pub(crate) async fn update_workflow(
     .db()?;
     if settings.max_concurrent_calls > workflow.settings.max_concurrent_calls {
         wake_throttled(&mut tx, store.backend, "workflow_id", id, None).await?;
+        notify_work(&mut tx, store.backend).await?;
     }
     let updated = load_workflow(&mut tx, org, id).await?;
     tx.commit().await.db()?;
@@ -935,6 +938,9 @@ pub(crate) async fn transition_workflow(
     if action == Lifecycle::Cancel {
         remove_leads_where(&mut tx, "workflow_id = $3", id, "workflow_cancelled", now).await?;
     }
+    if matches!(action, Lifecycle::Activate | Lifecycle::Resume) {
+        notify_work(&mut tx, store.backend).await?;
+    }
     let updated = load_workflow(&mut tx, org, id).await?;
     tx.commit().await.db()?;
     Ok(updated)
@@ -1163,6 +1169,7 @@ pub(crate) async fn create_edge(store: &SqlStore, org: &str, workflow_id: &str, 
         .execute(&mut *tx)
         .await
         .db()?;
+    notify_work(&mut tx, store.backend).await?;
     bump_revision(&mut tx, workflow_id, now).await?;
     let row = sqlx::query("SELECT * FROM edges WHERE id = $1")
         .bind(&id)

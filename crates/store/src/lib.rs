@@ -368,6 +368,8 @@ pub trait Store: Send + Sync {
         changes: Vec<LeadChange>,
         org_max_concurrent_calls: u32,
     ) -> StoreResult<CommitResult>;
+    /// Completes when another process sharing the database signals new work (never, for one-process backends).
+    async fn work_elsewhere(&self);
     /// The earliest due time of any claimable lead.
     async fn next_due_at(&self) -> StoreResult<Option<i64>>;
     /// Called when an engine starts: a single-process backend takes every lease back at once and re-drives
