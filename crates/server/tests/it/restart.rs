@@ -196,7 +196,7 @@ async fn a_graceful_restart_resumes_every_lead_at_once() {
 }
 
 #[tokio::test]
-async fn three_processes_share_one_postgres_workflow_and_survive_losing_one() {
+async fn three_processes_share_a_1000_lead_postgres_run_and_survive_losing_one() {
     if std::env::var("SWITCHBOARD_TEST_DATABASE").as_deref() != Ok("postgres") {
         eprintln!("several processes need PostgreSQL: this test runs in the PostgreSQL pass of scripts/test");
         return;
@@ -230,20 +230,26 @@ async fn three_processes_share_one_postgres_workflow_and_survive_losing_one() {
     )
     .await;
     // Some calls talk longer than a lease (600,000 s / 200,000 = 3 s > 2 s): still dialled once.
-    let leads: Vec<Value> = (0..300)
+    let leads: Vec<Value> = (0..1000)
         .map(|i| {
             let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
             let talk = if i % 25 == 0 { "600000" } else { "30" };
-            json!({"phone_number": format!("+1201555{:04}", 1000 + i),
+            json!({"phone_number": format!("+1201555{:04}", 3000 + i),
                    "metadata": {"sim_outcome": outcome, "sim_analysis": analysis, "sim_duration_seconds": talk}})
         })
         .collect();
     let enrolled = app
         .post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
         .await;
-    assert_eq!(enrolled.body["leads_enrolled"], 300, "{}", enrolled.body);
+    assert_eq!(enrolled.body["leads_enrolled"], 1000, "{}", enrolled.body);
     app.activate(&flow.id).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The kill comes at a random moment of the run (the seed is printed so a failure can be replayed).
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond() as u64);
+    eprintln!("kill point seed: {seed} (KILL_SEED={seed} replays it)");
+    tokio::time::sleep(Duration::from_millis(100 + seed % 1500)).await;
     servers[1].kill_9();
     // The others take the dead process's leads over once its leases lapse.
     let app = TestApp::attach(base(2), app.key.clone(), db_url.clone(), dir.clone()).await;
