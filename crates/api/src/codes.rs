@@ -43,6 +43,7 @@ codes! {
     "entry_ambiguous" => 409, "Leads cannot start: the live workflow has several candidate entry nodes.";
     "entry_node" => 409, "Deletion of the entry node of a live workflow; move entry_node_id first.";
     "node_has_leads" => 409, "Leads stand on the node; pass reassign_to or remove_leads (details.lead_count).";
+    "workflow_changed" => 409, "The workflow's status changed while an upload ran; nothing was enrolled.";
     "edge_exists" => 409, "An edge with the same from, to and label exists.";
     "lead_final" => 409, "The lead is already in a final status.";
     "duplicate_lead" => 409, "The number is already enrolled in the workflow (single-lead enrolment).";

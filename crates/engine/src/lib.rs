@@ -112,9 +112,12 @@ impl Engine {
             while let Ok(result) = results_rx.try_recv() {
                 results.push(result);
             }
+            // A failed tick must not lose action results: their steps would be sent again on lease expiry.
+            let kept = results.clone();
             let busy = match self.tick(&mut results, &results_tx).await {
                 Ok(busy) => busy,
                 Err(e) => {
+                    results = kept;
                     tracing::error!(error = %e, "engine step failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;

@@ -138,6 +138,8 @@ struct Applied {
     touched: HashSet<String>,
     /// History entries of the applied changes, written together at the end.
     history: Vec<(String, HistoryWrite)>,
+    /// (workflow, organization) of leads this batch throttled.
+    throttled: HashSet<(String, String)>,
     /// Call slots freed, per workflow and per organization.
     freed_workflows: HashMap<String, u32>,
     freed_orgs: HashMap<String, u32>,
@@ -196,6 +198,10 @@ impl Applied {
             write_call(&mut *conn, call).await?;
         }
         self.touched.insert(lead.workflow_id.clone());
+        if lead.state == Some(switchboard_domain::model::LeadState::Throttled) {
+            self.throttled
+                .insert((lead.workflow_id.clone(), lead.organization_id.clone()));
+        }
         if change.freed_call_slot {
             *self.freed_workflows.entry(lead.workflow_id.clone()).or_default() += 1;
             *self.freed_orgs.entry(lead.organization_id.clone()).or_default() += 1;
@@ -363,24 +369,48 @@ pub(crate) async fn commit_changes(
             if !workflow_calls.contains_key(workflow) {
                 workflow_calls.insert(workflow.clone(), calling(&mut tx, "workflow_id", workflow).await?);
             }
-            let workflow_full = workflow_calls[workflow] >= workflows[workflow].1;
-            if workflow_full || org_calls[org] >= org_max_concurrent_calls {
+            // A lead whose call just ended and who dials again holds one of the counted slots itself.
+            let own = u32::from(change.freed_call_slot);
+            let workflow_full = workflow_calls[workflow].saturating_sub(own) >= workflows[workflow].1;
+            if workflow_full || org_calls[org].saturating_sub(own) >= org_max_concurrent_calls {
                 applied.result.rejected.push(change.lead.id.clone());
             } else if applied.apply(&mut tx, owner, now, change).await? {
-                *workflow_calls.get_mut(workflow).expect("counted") += 1;
-                *org_calls.get_mut(org).expect("counted") += 1;
+                *workflow_calls.get_mut(workflow).expect("counted") += 1 - own;
+                *org_calls.get_mut(org).expect("counted") += 1 - own;
             }
         }
     }
     let Applied {
         result,
         history,
+        throttled,
         touched,
         freed_workflows,
         freed_orgs,
         finished,
     } = applied;
     write_history(&mut tx, &history).await?;
+    // A lead throttled on counts read before another process freed a slot would wait for a wake-up that already
+    // happened: wherever this batch throttled leads, free slots (as committed now) wake that many again.
+    for (workflow_id, organization_id) in &throttled {
+        let free = |cap: u32, calling: u32| cap.saturating_sub(calling);
+        let cap = workflows.get(workflow_id).map(|w| w.1).unwrap_or(0);
+        let workflow_free = free(cap, calling(&mut tx, "workflow_id", workflow_id).await?);
+        let org_free = free(
+            org_max_concurrent_calls,
+            calling(&mut tx, "organization_id", organization_id).await?,
+        );
+        if workflow_free.min(org_free) > 0 {
+            wake_throttled(
+                &mut tx,
+                store.backend,
+                "workflow_id",
+                workflow_id,
+                Some(workflow_free.min(org_free)),
+            )
+            .await?;
+        }
+    }
     if soon_due {
         notify_work(&mut tx, store.backend).await?;
     }

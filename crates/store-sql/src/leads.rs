@@ -26,6 +26,8 @@ pub(crate) struct SqlEnrolment {
     /// Where leads start (an active workflow); `None` enrols them `pending`.
     entry: Option<String>,
     reenrollment: Reenrollment,
+    /// The workflow's status when the enrolment began.
+    status: WorkflowStatus,
     backend: Backend,
     now: i64,
     enrolled: u64,
@@ -63,6 +65,7 @@ pub(crate) async fn begin_enrolment(store: &SqlStore, org: &str, workflow_id: &s
         workflow_id: workflow_id.to_string(),
         entry,
         reenrollment: workflow.settings.reenrollment,
+        status: workflow.status,
         backend: store.backend,
         now: now_ms(),
         enrolled: 0,
@@ -161,6 +164,15 @@ impl Enrolment for SqlEnrolment {
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<EnrolOutcome> {
+        // The workflow may have moved on during the upload (cancelled, completed, activated): leads inserted for
+        // the status it had then would be stranded, so the upload is refused and rolled back.
+        let status = lock_workflow(&mut self.tx, self.backend, &self.workflow_id).await?;
+        if status.as_deref() != Some(self.status.as_str()) {
+            return Err(StoreError::conflict(
+                "workflow_changed",
+                "the workflow's status changed during the upload; nothing was enrolled, send it again",
+            ));
+        }
         for key in &self.keys {
             sqlx::query("INSERT INTO lead_variable_keys (workflow_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(&self.workflow_id)
@@ -183,6 +195,21 @@ impl Enrolment for SqlEnrolment {
             duplicates_skipped: self.duplicates,
         })
     }
+}
+
+/// The workflow's status, its row locked on PostgreSQL so that changes of status and of its leads serialise.
+async fn lock_workflow(conn: &mut AnyConnection, backend: Backend, workflow_id: &str) -> StoreResult<Option<String>> {
+    let lock = if backend == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT status FROM workflows WHERE id = $1{lock}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(workflow_id)
+        .fetch_optional(conn)
+        .await
+        .db()
 }
 
 async fn load_lead(conn: &mut AnyConnection, org: &str, workflow_id: &str, lead_id: &str) -> StoreResult<Lead> {
@@ -255,6 +282,7 @@ pub(crate) async fn remove_lead(store: &SqlStore, org: &str, workflow_id: &str, 
     let now = now_ms();
     let mut tx = store.writer.begin().await.db()?;
     load_workflow(&mut tx, org, workflow_id).await?;
+    lock_workflow(&mut tx, store.backend, workflow_id).await?;
     let lead = load_lead(&mut tx, org, workflow_id, lead_id).await?;
     if lead.status.is_final() {
         return Err(StoreError::conflict(

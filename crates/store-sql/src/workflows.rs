@@ -641,15 +641,17 @@ pub(crate) async fn wake_throttled(
     // Rows another transaction holds (a lead being decided elsewhere) are skipped rather than waited for, so
     // two processes freeing slots at once cannot deadlock; that lead is decided afresh anyway.
     let lock = match backend {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Postgres => "FOR UPDATE OF l SKIP LOCKED",
         Backend::Sqlite => "",
     };
     let limit = limit
-        .map(|n| format!("ORDER BY queued_at LIMIT {n}"))
+        .map(|n| format!("ORDER BY l.queued_at LIMIT {n}"))
         .unwrap_or_default();
+    // Only leads of active workflows: a slot handed to a paused workflow's lead would sit unused.
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE leads SET due_at = queued_at WHERE id IN (
-             SELECT id FROM leads WHERE {scope} = $1 AND state = 'throttled' AND due_at IS NULL {limit} {lock})"
+             SELECT l.id FROM leads l JOIN workflows w ON w.id = l.workflow_id
+             WHERE l.{scope} = $1 AND l.state = 'throttled' AND l.due_at IS NULL AND w.status = 'active' {limit} {lock})"
     )))
     .bind(id)
     .execute(conn)
@@ -925,7 +927,6 @@ pub(crate) async fn transition_workflow(
                 .db()?;
             start_pending(&mut tx, id, &entry.id, now).await?;
         }
-        wake_throttled(&mut tx, store.backend, "workflow_id", id, None).await?;
     }
     sqlx::query("UPDATE workflows SET status = $1, activated_at = COALESCE(activated_at, $2) WHERE id = $3")
         .bind(next.as_str())
@@ -939,6 +940,10 @@ pub(crate) async fn transition_workflow(
         remove_leads_where(&mut tx, "workflow_id = $3", id, "workflow_cancelled", now).await?;
     }
     if matches!(action, Lifecycle::Activate | Lifecycle::Resume) {
+        // After the status change: only leads of active workflows are woken.
+        wake_throttled(&mut tx, store.backend, "workflow_id", id, None).await?;
+        // Every lead may have ended while it was paused.
+        maybe_complete(&mut tx, id, now).await?;
         notify_work(&mut tx, store.backend).await?;
     }
     let updated = load_workflow(&mut tx, org, id).await?;

@@ -759,3 +759,41 @@ async fn the_loop_guard_fails_a_lead_that_never_waits() {
     assert_eq!(history.last().unwrap()["status"], "failed");
     assert!(history[1]["detail"]["note"].as_str().unwrap().contains("missing"));
 }
+
+#[tokio::test]
+async fn a_call_that_leads_straight_to_another_call_keeps_its_slot_at_the_cap() {
+    let app = TestApp::spawn().await;
+    let (id, first) = call_workflow(&app, json!({})).await;
+    app.patch(
+        &format!("/v1/workflows/{id}"),
+        json!({"settings": {"max_concurrent_calls": 1}}),
+    )
+    .await;
+    let (agent, from) = {
+        let node = app.get(&format!("/v1/workflows/{id}/nodes/{first}")).await.body;
+        (
+            node["config"]["agent_id"].clone(),
+            node["config"]["from_phone_number"].clone(),
+        )
+    };
+    // The first call's end frees the one slot and the lead takes it again at once for the second call.
+    let second = app
+        .node(
+            &id,
+            "VOICE_CALL",
+            "Second",
+            json!({"agent_id": agent, "from_phone_number": from}),
+        )
+        .await;
+    let done = app.node(&id, "CONVERTED", "Done", json!({})).await;
+    app.edge(&id, &first, &second, None).await;
+    app.edge(&id, &second, &done, None).await;
+    let leads: Vec<Value> = (0..3)
+        .map(|i| json!({"phone_number": format!("+1201555{:04}", 500 + i), "metadata": {"sim_outcome": "COMPLETED"}}))
+        .collect();
+    enrol(&app, &id, Value::Array(leads)).await;
+    app.activate(&id).await;
+    app.wait_for_status(&id, "completed", RUN_TIMEOUT).await;
+    let calls = app.get(&format!("/v1/calls?workflow_id={id}&limit=100")).await.body["meta"]["total"].clone();
+    assert_eq!(calls, 6);
+}
