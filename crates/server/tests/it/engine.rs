@@ -114,6 +114,19 @@ async fn enrol(app: &TestApp, workflow: &str, leads: Value) {
     assert_eq!(reply.status, 201, "{}", reply.body);
 }
 
+/// Polls the lead with `phone` until `ready` holds (or about five seconds pass) and returns it as last seen.
+async fn lead_when(app: &TestApp, workflow: &str, phone: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut lead = Value::Null;
+    for _ in 0..200 {
+        lead = lead_by_phone(app, workflow, phone).await;
+        if ready(&lead) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    lead
+}
+
 async fn lead_by_phone(app: &TestApp, workflow: &str, phone: &str) -> Value {
     app.leads(workflow)
         .await
@@ -189,14 +202,7 @@ async fn a_lead_with_no_matching_edge_stalls_until_an_edge_is_added() {
             .status,
         200
     );
-    let mut stalled = Value::Null;
-    for _ in 0..200 {
-        stalled = lead_by_phone(&app, &id, "+12015550102").await;
-        if stalled["state"] == "stalled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let stalled = lead_when(&app, &id, "+12015550102", |l| l["state"] == "stalled").await;
     assert_eq!(stalled["state"], "stalled", "{stalled}");
     assert_eq!(stalled["status"], "in_progress");
     assert_eq!(stalled["exit_reason"], "no_match");
@@ -401,14 +407,7 @@ async fn pause_holds_leads_and_resume_continues_them() {
     // 2 days / 1000 = about 173 s: leads park at the wait.
     enrol(&app, &flow.id, json!([{"phone_number": "+12015550101", "metadata": {"sim_outcome": "NO_ANSWER,COMPLETED", "sim_duration_seconds": "0"}}])).await;
     app.activate(&flow.id).await;
-    let mut lead = Value::Null;
-    for _ in 0..200 {
-        lead = lead_by_phone(&app, &flow.id, "+12015550101").await;
-        if lead["state"] == "waiting" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let lead = lead_when(&app, &flow.id, "+12015550101", |l| l["state"] == "waiting").await;
     assert_eq!(lead["current_node_id"], json!(flow.wait), "{lead}");
     let due = lead["next_action_at"].clone();
     let paused = app.post(&format!("/v1/workflows/{}/pause", flow.id), json!({})).await;
@@ -424,12 +423,7 @@ async fn pause_holds_leads_and_resume_continues_them() {
     assert_eq!(lead_by_phone(&app, &flow.id, "+12015550102").await["status"], "pending");
     let resumed = app.post(&format!("/v1/workflows/{}/resume", flow.id), json!({})).await;
     assert_eq!(resumed.body["status"], "active");
-    for _ in 0..200 {
-        if lead_by_phone(&app, &flow.id, "+12015550102").await["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    lead_when(&app, &flow.id, "+12015550102", |l| l["status"] == "completed").await;
     assert_eq!(
         lead_by_phone(&app, &flow.id, "+12015550102").await["status"],
         "completed"
@@ -548,14 +542,7 @@ async fn calling_hours_hold_calls_until_the_window_opens() {
     .await;
     enrol(&app, &id, json!([{"phone_number": "+12015550101", "timezone": "UTC"}])).await;
     app.activate(&id).await;
-    let mut lead = Value::Null;
-    for _ in 0..200 {
-        lead = lead_by_phone(&app, &id, "+12015550101").await;
-        if lead["state"] == "outside_hours" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let lead = lead_when(&app, &id, "+12015550101", |l| l["state"] == "outside_hours").await;
     assert_eq!(lead["state"], "outside_hours", "{lead}");
     let opening = ms(&lead["next_action_at"]);
     let opening_hour = jiff::Timestamp::from_millisecond(opening)
@@ -690,14 +677,7 @@ async fn removing_a_lead_mid_call_lets_the_call_finish_then_stops() {
     )
     .await;
     app.activate(&flow.id).await;
-    let mut lead = Value::Null;
-    for _ in 0..200 {
-        lead = lead_by_phone(&app, &flow.id, "+12015550101").await;
-        if lead["state"] == "calling" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let lead = lead_when(&app, &flow.id, "+12015550101", |l| l["state"] == "calling").await;
     assert_eq!(lead["state"], "calling", "{lead}");
     let id = lead["id"].as_str().unwrap().to_string();
     let removed = app.delete(&format!("/v1/workflows/{}/leads/{id}", flow.id)).await;

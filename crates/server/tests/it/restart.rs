@@ -65,6 +65,39 @@ async fn wait_healthy(base: &str) {
     }
 }
 
+/// An API key made by `switchboard keys create`, as a user would.
+fn cli_key(db_url: &str) -> String {
+    let created = Command::new(BIN)
+        .args(["keys", "create", "--org", "acme", "--json"])
+        .env("SWITCHBOARD_DATABASE_URL", db_url)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    key["api_key"].as_str().unwrap().to_string()
+}
+
+/// `count` leads cycling through `PATTERNS`, numbered from `first`, with the talk time `talk(i)` gives.
+fn pattern_leads(count: usize, first: usize, talk: impl Fn(usize) -> &'static str) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
+            json!({"phone_number": format!("+1201555{:04}", first + i),
+                   "metadata": {"sim_outcome": outcome, "sim_analysis": analysis, "sim_duration_seconds": talk(i)}})
+        })
+        .collect()
+}
+
+/// The seed of random kill points: `KILL_SEED` replays a run, otherwise the clock; printed either way.
+fn kill_seed() -> u64 {
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond() as u64);
+    eprintln!("kill points seed: {seed} (KILL_SEED={seed} replays them)");
+    seed
+}
+
 const PATTERNS: [(&str, &str); 8] = [
     ("COMPLETED", "interest=yes"),
     ("NO_ANSWER,COMPLETED", "interest=no"),
@@ -80,31 +113,14 @@ const PATTERNS: [(&str, &str); 8] = [
 async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let db_url = crate::helpers::test_database(&dir).await;
-    let created = Command::new(BIN)
-        .args(["keys", "create", "--org", "acme", "--json"])
-        .env("SWITCHBOARD_DATABASE_URL", &db_url)
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let key = cli_key(&db_url);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = serve(&db_url, port);
     wait_healthy(&base).await;
-    let app = TestApp::attach(
-        base.clone(),
-        key["api_key"].as_str().unwrap().to_string(),
-        db_url.clone(),
-        dir.clone(),
-    )
-    .await;
+    let app = TestApp::attach(base.clone(), key.clone(), db_url.clone(), dir.clone()).await;
     let flow = app.nurture_workflow().await;
-    let leads: Vec<Value> = (0..1000)
-        .map(|i| {
-            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
-            json!({"phone_number": format!("+1201555{:04}", 2000 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
-        })
-        .collect();
+    let leads = pattern_leads(1000, 2000, |_| "30");
     let enrolled = app
         .post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
         .await;
@@ -112,11 +128,7 @@ async fn kill_9_mid_run_loses_no_lead_and_repeats_no_call() {
     app.activate(&flow.id).await;
 
     // Three kills at random moments (the seed is printed so a failure can be replayed).
-    let seed = std::env::var("KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond() as u64);
-    eprintln!("kill points seed: {seed} (KILL_SEED={seed} replays them)");
+    let seed = kill_seed();
     let mut state = seed | 1;
     for _ in 0..3 {
         // xorshift: a pause between 50 and 1,050 ms.
@@ -159,12 +171,7 @@ async fn a_graceful_restart_resumes_every_lead_at_once() {
     };
     let mut app = TestApp::spawn_with(engine.clone()).await;
     let flow = app.nurture_workflow().await;
-    let leads: Vec<Value> = (0..40)
-        .map(|i| {
-            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
-            json!({"phone_number": format!("+1201555{:04}", 400 + i), "metadata": {"sim_outcome": outcome, "sim_analysis": analysis}})
-        })
-        .collect();
+    let leads = pattern_leads(40, 400, |_| "30");
     app.post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
         .await;
     app.activate(&flow.id).await;
@@ -203,26 +210,14 @@ async fn three_processes_share_a_1000_lead_postgres_run_and_survive_losing_one()
     }
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let db_url = crate::helpers::test_database(&dir).await;
-    let created = Command::new(BIN)
-        .args(["keys", "create", "--org", "acme", "--json"])
-        .env("SWITCHBOARD_DATABASE_URL", &db_url)
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let key = cli_key(&db_url);
     let ports = [free_port(), free_port(), free_port()];
     let mut servers: Vec<Server> = ports.iter().map(|port| serve(&db_url, *port)).collect();
     for port in ports {
         wait_healthy(&format!("http://127.0.0.1:{port}")).await;
     }
     let base = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
-    let app = TestApp::attach(
-        base(0),
-        key["api_key"].as_str().unwrap().to_string(),
-        db_url.clone(),
-        dir.clone(),
-    )
-    .await;
+    let app = TestApp::attach(base(0), key.clone(), db_url.clone(), dir.clone()).await;
     let flow = app.nurture_workflow().await;
     app.patch(
         &format!("/v1/workflows/{}", flow.id),
@@ -230,25 +225,14 @@ async fn three_processes_share_a_1000_lead_postgres_run_and_survive_losing_one()
     )
     .await;
     // Some calls talk longer than a lease (600,000 s / 200,000 = 3 s > 2 s): still dialled once.
-    let leads: Vec<Value> = (0..1000)
-        .map(|i| {
-            let (outcome, analysis) = PATTERNS[i % PATTERNS.len()];
-            let talk = if i % 25 == 0 { "600000" } else { "30" };
-            json!({"phone_number": format!("+1201555{:04}", 3000 + i),
-                   "metadata": {"sim_outcome": outcome, "sim_analysis": analysis, "sim_duration_seconds": talk}})
-        })
-        .collect();
+    let leads = pattern_leads(1000, 3000, |i| if i % 25 == 0 { "600000" } else { "30" });
     let enrolled = app
         .post(&format!("/v1/workflows/{}/leads", flow.id), json!({"leads": leads}))
         .await;
     assert_eq!(enrolled.body["leads_enrolled"], 1000, "{}", enrolled.body);
     app.activate(&flow.id).await;
     // The kill comes at a random moment of the run (the seed is printed so a failure can be replayed).
-    let seed = std::env::var("KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond() as u64);
-    eprintln!("kill point seed: {seed} (KILL_SEED={seed} replays it)");
+    let seed = kill_seed();
     tokio::time::sleep(Duration::from_millis(100 + seed % 1500)).await;
     servers[1].kill_9();
     // The others take the dead process's leads over once its leases lapse.
@@ -287,12 +271,7 @@ async fn processes_sharing_postgres_never_exceed_a_workflow_cap_together() {
     }
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let db_url = crate::helpers::test_database(&dir).await;
-    let created = Command::new(BIN)
-        .args(["keys", "create", "--org", "acme", "--json"])
-        .env("SWITCHBOARD_DATABASE_URL", &db_url)
-        .output()
-        .unwrap();
-    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let key = cli_key(&db_url);
     let ports = [free_port(), free_port(), free_port()];
     // Batches of one lead, so the three processes decide dials at the same moments.
     let servers: Vec<Server> = ports
@@ -304,7 +283,7 @@ async fn processes_sharing_postgres_never_exceed_a_workflow_cap_together() {
     }
     let app = TestApp::attach(
         format!("http://127.0.0.1:{}", ports[0]),
-        key["api_key"].as_str().unwrap().to_string(),
+        key.clone(),
         db_url.clone(),
         dir.clone(),
     )
